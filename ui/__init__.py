@@ -1,0 +1,1 @@
+"""embrec ui package."""
