@@ -1,0 +1,144 @@
+"""Configuration: one Settings class, read from EMBREC_* variables and an optional file.
+
+Nothing else in embrec reads ``os.environ``. Settings are validated once at start;
+``load_settings`` turns a validation failure into one line that names the setting,
+so ``embrec`` can exit with that line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+ENV_PREFIX = "EMBREC_"
+SERVICE_NAMES = ("tenant", "ingestion", "training", "retrieval", "audit")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Values from the TOML file named by EMBREC_CONFIG_FILE (lowest priority but defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                self._data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError as exc:
+                raise ConfigError(f"config file {path} does not exist") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Every knob of an embrec process. Defaults give the embedded, single-host mode."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    config_file: Path | None = Field(default=None, description="Optional TOML file of settings.")
+    data_dir: Path = Field(default=Path("var"), description="Where embedded state lives.")
+
+    # Storage and messaging.
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy async URL; empty means SQLite in data_dir (embedded mode).",
+    )
+    event_bus: Literal["sql", "kafka"] = Field(
+        default="sql", description="'sql' = embedded event log table, 'kafka' = Kafka brokers."
+    )
+    kafka_bootstrap: str = Field(default="", description="host:port[,host:port]; needed for kafka.")
+    redis_url: str = Field(default="", description="redis://...; empty disables the Redis cache.")
+    artifact_dir: Path | None = Field(
+        default=None, description="Model artifacts; default data_dir/artifacts."
+    )
+
+    # Serving.
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    health_poll_seconds: float = Field(default=2.0, gt=0)
+    health_targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Peer services probed by GET /health: name -> host:port (compose mode).",
+    )
+
+    # Gateway and console (embedded `embrec up`).
+    envoy_port: int = Field(default=8080, ge=1, le=65535)
+    envoy_admin_port: int = Field(default=9901, ge=1, le=65535)
+    console_port: int = Field(default=8090, ge=1, le=65535)
+
+    # Observability.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    tracing_exporter: Literal["none", "console", "otlp"] = "none"
+
+    # Identity (filled by the identity issue); never logged.
+    jwt_secret: SecretStr | None = None
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file is named by an env variable, so read env first to find it.
+        file_value = env_settings().get("config_file") or init_settings().get("config_file")
+        path = Path(file_value) if file_value else None
+        return (init_settings, env_settings, _TomlFileSource(settings_cls, path))
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'embrec.db').as_posix()}"
+
+    @property
+    def effective_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+    def check_consistency(self) -> None:
+        """Cross-field rules that a single field validator cannot express."""
+        if self.event_bus == "kafka" and not self.kafka_bootstrap:
+            raise ConfigError(
+                f"{ENV_PREFIX}KAFKA_BOOTSTRAP is required when {ENV_PREFIX}EVENT_BUS=kafka"
+            )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate Settings; raise ConfigError with one readable line."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "?"
+        raise ConfigError(f"invalid setting {ENV_PREFIX}{name.upper()}: {first['msg']}") from None
+    settings.check_consistency()
+    return settings
