@@ -19,6 +19,7 @@ that is not an ``EmbrecError`` becomes INTERNAL, carrying only the request id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -63,12 +64,15 @@ class EmbrecError(Exception):
         *,
         reason: str | None = None,
         metadata: dict[str, str] | None = None,
+        details: Sequence[object] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
         self.metadata: dict[str, str] = dict(metadata or {})
+        #: Extra protobuf messages packed into google.rpc.Status.details as they are.
+        self.details: tuple[object, ...] = tuple(details)
 
 
 class InvalidArgument(EmbrecError):

@@ -112,6 +112,7 @@ def to_grpc_status(exc: BaseException, request_id: str | None) -> grpc.Status:
                 ]
             )
             details.append(_pack(bad_request))
+        details.extend(_pack(d) for d in error.details if isinstance(d, Message))
         if rid:
             details.append(_pack(error_details_pb2.RequestInfo(request_id=rid)))
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)

@@ -26,7 +26,7 @@ from services.runtime.interceptors import RuntimeInterceptor
 from services.runtime.metrics import ServerMetrics
 from services.runtime.tracing import tracing_interceptor
 
-__all__ = ["HealthProbe", "Runtime", "ServiceModule"]
+__all__ = ["HealthProbe", "Runtime", "ServiceModule", "ServiceModuleSpec"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,21 @@ class ServiceModule(Protocol):
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register the servicers."""
+
+
+@dataclass
+class ServiceModuleSpec:
+    """A ServiceModule made of a short name, full service names and a registration."""
+
+    name: str
+    names: Sequence[str]
+    register: Callable[[grpc.aio.Server], None]
+
+    def full_names(self) -> Sequence[str]:
+        return self.names
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        self.register(server)
 
 
 @dataclass
@@ -71,7 +86,9 @@ class Runtime:
         self.port: int = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.dependency_state: dict[str, bool] = {}
+        #: Last probe result per dependency: (up, message when down).
+        self.dependency_state: dict[str, tuple[bool, str]] = {}
+        self.serving = False
 
     @property
     def service_names(self) -> list[str]:
@@ -128,16 +145,16 @@ class Runtime:
         while not self._stop.is_set():
             all_up = True
             for probe in self.probes:
+                message = ""
                 try:
                     up = await asyncio.wait_for(probe.check(), self.settings.health_poll_seconds)
                 except Exception as exc:  # any failure of a probe means down
-                    logger.debug("probe %s failed: %s", probe.name, exc)
-                    up = False
+                    up, message = False, f"{type(exc).__name__}: {exc}"[:200]
                 previous = self.dependency_state.get(probe.name)
-                if previous is not None and previous != up:
+                if previous is not None and previous[0] != up:
                     log = logger.info if up else logger.warning
-                    log("dependency %s is %s", probe.name, "back up" if up else "DOWN")
-                self.dependency_state[probe.name] = up
+                    log("dependency %s is %s %s", probe.name, "back up" if up else "DOWN", message)
+                self.dependency_state[probe.name] = (up, message)
                 self.metrics.dependency_up.labels(probe.name).set(1 if up else 0)
                 all_up = all_up and (up or not probe.affects_all)
             if not self._stop.is_set():
@@ -150,6 +167,7 @@ class Runtime:
         if self.server is None:
             return
         self._stop.set()
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds)
         for task in self._tasks:

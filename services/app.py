@@ -1,0 +1,151 @@
+"""Wiring: from Settings and a list of service names to a ready Runtime.
+
+This is the composition root. It creates the process's engine, session factory and
+event publisher once, hands them to the service packages that need them, and gives
+the runtime the probes (database), the background work (outbox relay) and the stop
+hooks. Nothing below this module creates its own connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.config import Settings
+from services.runtime.server import HealthProbe, Runtime, ServiceModule, ServiceModuleSpec
+
+__all__ = ["ServiceContext", "build_runtime"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What a service package may use. Built once per process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def _service_module(name: str, ctx: ServiceContext) -> ServiceModule:
+    # Imported per service so a process hosting only `retrieval` never imports torch.
+    if name == "tenant":
+        from services.tenant import module as tenant_module
+
+        return tenant_module(ctx)
+    if name == "ingestion":
+        from services.ingestion import module as ingestion_module
+
+        return ingestion_module(ctx)
+    if name == "training":
+        from services.training import module as training_module
+
+        return training_module(ctx)
+    if name == "retrieval":
+        from services.retrieval import module as retrieval_module
+
+        return retrieval_module(ctx)
+    if name == "audit":
+        from services.audit import module as audit_module
+
+        return audit_module(ctx)
+    raise ValueError(f"unknown service {name!r}")
+
+
+def _platform_module(runtime_ref: list[Runtime], settings: Settings) -> ServiceModule:
+    from embrec.platform.v1 import platform_service_pb2, platform_service_pb2_grpc
+    from services.platform.servicer import Component, PlatformServicer
+
+    def local_components() -> list[Component]:
+        runtime = runtime_ref[0]
+        components = [
+            Component(name=m.name, up=runtime.serving)
+            for m in runtime.modules
+            if m.name != "platform"
+        ]
+        for dependency, (up, message) in sorted(runtime.dependency_state.items()):
+            components.append(Component(name=dependency, up=up, message=message))
+        return components
+
+    servicer = PlatformServicer(local_components, dict(settings.health_targets))
+    descriptor = platform_service_pb2.DESCRIPTOR.services_by_name["PlatformService"]
+    return ServiceModuleSpec(
+        "platform",
+        [descriptor.full_name],
+        lambda server: platform_service_pb2_grpc.add_PlatformServiceServicer_to_server(
+            servicer, server
+        ),
+    )
+
+
+async def _database_ping(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return True
+
+
+async def build_runtime(
+    settings: Settings, service_names: Sequence[str], *, migrate: bool | None = None
+) -> Runtime:
+    """Create the engine, run migrations (SQLite by default), build every module.
+
+    ``migrate=None`` migrates SQLite automatically (the embedded database belongs to
+    this process) but not PostgreSQL, where ``embrec migrate`` is an explicit step.
+    """
+    from services.events.outbox import OutboxRelay
+    from services.storage import migrate as migrations
+    from services.storage.db import create_engine, session_factory
+
+    url = settings.effective_database_url
+    is_sqlite = url.startswith("sqlite")
+    if is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate or (migrate is None and is_sqlite):
+        await migrations.upgrade(url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    ctx = ServiceContext(settings=settings, engine=engine, sessions=sessions)
+
+    runtime_ref: list[Runtime] = []
+    modules = [_platform_module(runtime_ref, settings)]
+    modules += [_service_module(name, ctx) for name in service_names]
+
+    relay = OutboxRelay(sessions, _publisher(settings, sessions))
+
+    async def run_relay(stop: asyncio.Event) -> None:
+        await relay.run(stop)
+
+    async def dispose() -> None:
+        await engine.dispose()
+
+    runtime = Runtime(
+        settings=settings,
+        modules=modules,
+        probes=[HealthProbe("database", lambda: _database_ping(engine))],
+        background=[run_relay],
+        on_stop=[dispose],
+    )
+    runtime_ref.append(runtime)
+    if settings.metrics_port:
+        try:
+            runtime.metrics.serve(settings.grpc_host, settings.metrics_port)
+        except OSError as exc:
+            logger.warning("metrics port %d unavailable: %s", settings.metrics_port, exc)
+    return runtime
+
+
+def _publisher(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Any:
+    if settings.event_bus == "kafka":
+        from services.events.kafka import KafkaPublisher
+
+        return KafkaPublisher(settings.kafka_bootstrap)
+    from services.events.sqllog import SqlLogPublisher
+
+    return SqlLogPublisher(sessions)

@@ -1,0 +1,248 @@
+"""The ``embrec`` command line.
+
+Every command turns a bad setting or bad input into one line on stderr and a
+non-zero exit, never a traceback: ``ConfigError`` and ``UsageError`` are caught in
+``main``. Heavy imports (torch, faiss, the services) happen inside the commands, so
+``embrec --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import filecmp
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.config import SERVICE_NAMES, ConfigError, Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="embrec",
+    help="embrec: multi-tenant embedding recommendations (LightGCN + FAISS) behind Envoy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print figures (never part of the test suite).")
+app.add_typer(bench_app, name="bench")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UsageError(Exception):
+    """Bad input on the command line; the message is shown as is."""
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings(**overrides)
+    from services.runtime.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _parse_services(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(SERVICE_NAMES)
+    unknown = sorted(set(names) - set(SERVICE_NAMES))
+    if unknown or not names:
+        raise UsageError(
+            f"unknown service(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(SERVICE_NAMES)} or 'all'"
+        )
+    return names
+
+
+@app.command()
+def version() -> None:
+    """Print the embrec version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("embrec"))
+
+
+@app.command()
+def serve(
+    services: Annotated[
+        str, typer.Option(help="Comma-separated services to host, or 'all'.")
+    ] = "all",
+    port: Annotated[int | None, typer.Option(help="gRPC port (default EMBREC_GRPC_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+) -> None:
+    """Host a subset of the gRPC services in one process (one per container in compose)."""
+    names = _parse_services(services)
+    overrides: dict[str, object] = {}
+    if port is not None:
+        overrides["grpc_port"] = port
+    if host is not None:
+        overrides["grpc_host"] = host
+    settings = _settings(**overrides)
+    from services.app import build_runtime
+
+    async def run() -> None:
+        runtime = await build_runtime(settings, names)
+        await runtime.serve_until_signal()
+
+    asyncio.run(run())
+
+
+@app.command()
+def up() -> None:
+    """Start everything on this host: all services, Envoy on :8080, SQLite, the event log."""
+    settings = _settings()
+    from services.embedded import run_embedded
+
+    asyncio.run(run_embedded(settings, REPO_ROOT))
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead.")] = False,
+) -> None:
+    """Apply (or with --down, revert) database migrations on EMBREC_DATABASE_URL."""
+    settings = _settings()
+    from services.storage import migrate as migrations
+
+    url = settings.effective_database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if down:
+        asyncio.run(migrations.downgrade(url, revision))
+    else:
+        asyncio.run(migrations.upgrade(url, revision))
+    typer.echo(f"database at revision {revision}{' (downgraded)' if down else ''}")
+
+
+def _generate_into(root: Path) -> None:
+    import dataclasses
+
+    from gateway.envoy_config import default_embedded_settings, write
+    from services.devtools.codegen import generate
+
+    generate(root)
+    embedded = default_embedded_settings(root)
+    write(embedded, root / "envoy" / "envoy.yaml")
+    # Compose: one container per service on 50051; /health goes to `tenant`, which
+    # probes its peers. The descriptor is mounted beside the config in the image.
+    compose = dataclasses.replace(
+        embedded,
+        listen_address="0.0.0.0",
+        admin_address="0.0.0.0",
+        descriptor_path=Path("/app/envoy/embrec.pb"),
+        base_dir=root,
+        upstreams={name: (name, 50051) for name in (*SERVICE_NAMES, "platform")}
+        | {"platform": ("tenant", 50051)},
+        default_upstream=None,
+    )
+    write(compose, root / "compose" / "envoy.compose.yaml")
+
+
+def _drift(committed: Path, fresh: Path) -> list[str]:
+    """Files under protos/, envoy/ and compose/ that differ between committed and fresh."""
+
+    def files(root: Path) -> set[Path]:
+        return {
+            p.relative_to(root)
+            for sub in ("protos", "envoy", "compose")
+            for p in (root / sub).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+
+    mine, theirs = files(committed), files(fresh)
+    drifted = [f"{rel} (missing)" for rel in sorted(theirs - mine)]
+    drifted += [f"{rel} (stale)" for rel in sorted(mine - theirs)]
+    drifted += [
+        str(rel)
+        for rel in sorted(mine & theirs)
+        if not filecmp.cmp(committed / rel, fresh / rel, shallow=False)
+    ]
+    return drifted
+
+
+@app.command()
+def gen(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if committed generated files drift.")
+    ] = False,
+) -> None:
+    """Generate Python gRPC code (+ .pyi), the Envoy descriptor set and envoy/envoy.yaml."""
+    if not check:
+        _generate_into(REPO_ROOT)
+        typer.echo("generated protos/embrec/**, envoy/embrec.pb, envoy/envoy.yaml")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp)
+        # Copy the sources only, so a stale generated file shows up as drift.
+        generated = shutil.ignore_patterns(
+            "__pycache__", "*.py", "*.pyi", "*.pb", "envoy.yaml", "envoy.compose.yaml"
+        )
+        for sub in ("protos", "envoy", "compose", "third_party"):
+            if (REPO_ROOT / sub).exists():
+                shutil.copytree(REPO_ROOT / sub, copy / sub, ignore=generated)
+        _generate_into(copy)
+        drifted = _drift(REPO_ROOT, copy)
+    if drifted:
+        raise UsageError(
+            "generated files drift from the sources; run `make gen` and commit: "
+            + ", ".join(drifted[:10])
+        )
+    typer.echo("generated files are up to date")
+
+
+@bench_app.command("train")
+def bench_train(
+    dataset: Annotated[
+        str, typer.Option(help="'gowalla' or a directory with train/test.txt.gz")
+    ] = "gowalla",
+    minutes: Annotated[float, typer.Option(help="Wall-clock training budget.")] = 60.0,
+) -> None:
+    """Train LightGCN on a benchmark split and print quality and speed figures."""
+    from trainer.bench import bench_train as run_bench
+
+    data_dir = _dataset_dir(dataset)
+    run_bench(data_dir / "train.txt.gz", data_dir / "test.txt.gz", minutes=minutes)
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    items: Annotated[int, typer.Option(help="Catalog size.")] = 1_000_000,
+    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
+) -> None:
+    """FAISS build time, memory, latency and recall against exact search."""
+    from retriever.bench import bench_retrieval as run_bench
+
+    run_bench(n_items=items, dim=dim)
+
+
+def _dataset_dir(dataset: str) -> Path:
+    if dataset == "gowalla":
+        candidates = [
+            REPO_ROOT.parent / "shared" / "data" / "gowalla",
+            REPO_ROOT / "data" / "gowalla",
+        ]
+        for candidate in candidates:
+            if (candidate / "train.txt.gz").exists():
+                return candidate
+        raise UsageError("Gowalla data not found in ../shared/data/gowalla")
+    path = Path(dataset)
+    if not (path / "train.txt.gz").exists() or not (path / "test.txt.gz").exists():
+        raise UsageError(f"{path} must contain train.txt.gz and test.txt.gz")
+    return path
+
+
+def main() -> None:
+    """Entry point: one clear line and exit 2 for bad config or input."""
+    try:
+        app()
+    except (ConfigError, UsageError) as exc:
+        typer.echo(f"embrec: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

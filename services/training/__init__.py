@@ -1,0 +1,24 @@
+"""The training service: the whole contract is served; behaviour lands with its issue."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.app import ServiceContext
+    from services.runtime.server import ServiceModule
+
+__all__ = ["module"]
+
+
+def module(ctx: ServiceContext) -> ServiceModule:
+    from embrec.training.v1 import training_service_pb2, training_service_pb2_grpc
+    from services.runtime.servicers import unbuilt_module
+
+    return unbuilt_module(
+        "training",
+        training_service_pb2,
+        training_service_pb2_grpc,
+        ["TrainingService"],
+        "issue #5 (training)",
+    )
