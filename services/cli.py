@@ -136,8 +136,8 @@ def _generate_into(root: Path) -> None:
         listen_address="0.0.0.0",
         admin_address="0.0.0.0",
         descriptor_path=Path("/app/envoy/embrec.pb"),
-        base_dir=root,
-        upstreams={name: (name, 50051) for name in (*SERVICE_NAMES, "platform")}
+        descriptor_source=root / "envoy" / "embrec.pb",
+        upstreams={name: (name, 50051) for name in SERVICE_NAMES}
         | {"platform": ("tenant", 50051)},
         default_upstream=None,
     )
