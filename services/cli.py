@@ -137,8 +137,7 @@ def _generate_into(root: Path) -> None:
         admin_address="0.0.0.0",
         descriptor_path=Path("/app/envoy/embrec.pb"),
         descriptor_source=root / "envoy" / "embrec.pb",
-        upstreams={name: (name, 50051) for name in SERVICE_NAMES}
-        | {"platform": ("tenant", 50051)},
+        upstreams={name: (name, 50051) for name in SERVICE_NAMES} | {"platform": ("tenant", 50051)},
         default_upstream=None,
     )
     write(compose, root / "compose" / "envoy.compose.yaml")

@@ -19,6 +19,6 @@ def module(ctx: ServiceContext) -> ServiceModule:
         "audit",
         audit_service_pb2,
         audit_service_pb2_grpc,
-        ["AuditService"],
+        ["AuditService", "AuditInternalService"],
         "issue #3 (audit trail)",
     )

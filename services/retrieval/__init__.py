@@ -19,6 +19,6 @@ def module(ctx: ServiceContext) -> ServiceModule:
         "retrieval",
         retrieval_service_pb2,
         retrieval_service_pb2_grpc,
-        ["RetrievalService"],
+        ["RetrievalService", "RetrievalInternalService"],
         "issue #6 (retrieval)",
     )

@@ -121,5 +121,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Chatty libraries stay at WARNING unless asked for DEBUG.
-    for name in ("aiosqlite", "sqlalchemy.engine", "asyncio", "httpx", "httpcore"):
+    for name in ("aiosqlite", "sqlalchemy.engine", "asyncio", "httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

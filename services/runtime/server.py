@@ -137,6 +137,7 @@ class Runtime:
     async def _set_all(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
     ) -> None:
+        self.serving = status == SERVING
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
 

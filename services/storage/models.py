@@ -37,7 +37,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -206,9 +205,7 @@ class RefreshToken(Base):
     __table_args__ = (Index(None, "family_id"), Index(None, "user_id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
     family_id: Mapped[str] = mapped_column(String(36))
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     impersonator_id: Mapped[str | None] = mapped_column(String(36))

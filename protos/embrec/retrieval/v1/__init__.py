@@ -1,0 +1,1 @@
+"""Generated package (services/devtools/codegen.py). Do not edit."""

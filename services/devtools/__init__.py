@@ -1,0 +1,5 @@
+"""Developer tooling: code generation from the .proto contracts."""
+
+from services.devtools.codegen import generate
+
+__all__ = ["generate"]
