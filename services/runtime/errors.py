@@ -36,23 +36,45 @@ _CODES: dict[type[domain.EmbrecError], grpc.StatusCode] = {
 }
 
 
+# Which dependency an unreachable-server error came from, by the library it surfaced in.
+_DEPENDENCY_BY_MODULE = (
+    ("sqlalchemy", "database"),
+    ("asyncpg", "database"),
+    ("aiosqlite", "database"),
+    ("redis", "cache"),
+    ("confluent_kafka", "event bus"),
+)
+
+
+def _dependency_from_traceback(exc: BaseException) -> str | None:
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        for prefix, dependency in _DEPENDENCY_BY_MODULE:
+            if module.startswith(prefix):
+                return dependency
+        tb = tb.tb_next
+    return None
+
+
 def _is_dependency_outage(exc: BaseException) -> str | None:
     """Name the dependency when ``exc`` means 'a backing server is unreachable'."""
     # Imported lazily: the runtime must not drag SQLAlchemy into processes without a DB.
-    try:
-        from sqlalchemy import exc as sa_exc
-    except ImportError:  # pragma: no cover - sqlalchemy is a hard dependency
-        sa_exc = None  # type: ignore[assignment]
-    if sa_exc is not None and isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError,
     ):
         return "database"
-    if sa_exc is not None and isinstance(exc, sa_exc.TimeoutError):
-        return "database"
     if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
-        return "a backing service"
-    name = type(exc).__module__
-    if name.startswith("asyncpg") and (
+        # Raw socket errors carry no name; the library they surfaced in does.
+        return _dependency_from_traceback(exc) or "backing service"
+    module = type(exc).__module__
+    if module.startswith("asyncpg") and (
         "Connection" in type(exc).__name__ or "CannotConnect" in type(exc).__name__
     ):
         return "database"
