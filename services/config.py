@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     health_poll_seconds: float = Field(default=2.0, gt=0)
+    health_probe_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="A dependency slower than this counts as down."
+    )
     health_targets: dict[str, str] = Field(
         default_factory=dict,
         description="Peer services probed by GET /health: name -> host:port (compose mode).",

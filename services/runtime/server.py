@@ -30,6 +30,9 @@ __all__ = ["HealthProbe", "Runtime", "ServiceModule", "ServiceModuleSpec"]
 
 logger = logging.getLogger(__name__)
 
+#: Consecutive failed probes before a dependency counts as down.
+_UNHEALTHY_THRESHOLD = 2
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -88,6 +91,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         #: Last probe result per dependency: (up, message when down).
         self.dependency_state: dict[str, tuple[bool, str]] = {}
+        self._failures: dict[str, int] = {}
         self.serving = False
 
     @property
@@ -148,9 +152,17 @@ class Runtime:
             for probe in self.probes:
                 message = ""
                 try:
-                    up = await asyncio.wait_for(probe.check(), self.settings.health_poll_seconds)
+                    up = await asyncio.wait_for(
+                        probe.check(), self.settings.health_probe_timeout_seconds
+                    )
                 except Exception as exc:  # any failure of a probe means down
                     up, message = False, f"{type(exc).__name__}: {exc}"[:200]
+                # Like a load balancer's unhealthy threshold: one slow probe (a busy
+                # event loop, a GC pause) must not flap the whole process to NOT_SERVING.
+                failures = 0 if up else self._failures.get(probe.name, 0) + 1
+                self._failures[probe.name] = failures
+                if not up and failures < _UNHEALTHY_THRESHOLD:
+                    up = self.dependency_state.get(probe.name, (True, ""))[0]
                 previous = self.dependency_state.get(probe.name)
                 if previous is not None and previous[0] != up:
                     log = logger.info if up else logger.warning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -71,13 +72,17 @@ async def stack(stack_factory: StackFactory) -> RunningStack:
 
 
 @pytest.fixture
-def envoy_for(tmp_path: Path) -> Iterator[Callable[[int], tuple[EnvoyProcess, int]]]:
-    """Start a real Envoy in front of a gRPC port; returns (process, listener port)."""
+def envoy_for(tmp_path: Path) -> Iterator[Callable[[int], Awaitable[tuple[EnvoyProcess, int]]]]:
+    """Start a real Envoy in front of a gRPC port; returns (process, listener port).
+
+    Envoy starts in a worker thread so the runtime's event loop keeps serving (and
+    probing its dependencies) meanwhile, as it would in production.
+    """
     from services.embedded import render_gateway_config
 
     processes: list[EnvoyProcess] = []
 
-    def start(upstream_port: int) -> tuple[EnvoyProcess, int]:
+    async def start(upstream_port: int) -> tuple[EnvoyProcess, int]:
         listen, admin = free_port(), free_port()
         settings = load_settings(
             data_dir=tmp_path / f"envoy-{len(processes)}",
@@ -87,7 +92,7 @@ def envoy_for(tmp_path: Path) -> Iterator[Callable[[int], tuple[EnvoyProcess, in
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         config = render_gateway_config(settings, REPO_ROOT, upstream_port)
         envoy = EnvoyProcess(config, admin, workdir=settings.data_dir)
-        envoy.start()
+        await asyncio.to_thread(envoy.start)
         processes.append(envoy)
         return envoy, listen
 

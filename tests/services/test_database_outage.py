@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import httpx
@@ -34,10 +34,10 @@ async def wait_for_status(
 async def test_postgres_outage_degrades_then_recovers(
     postgres_server: PostgresServer,
     stack_factory: StackFactory,
-    envoy_for: Callable[[int], tuple[EnvoyProcess, int]],
+    envoy_for: Callable[[int], Awaitable[tuple[EnvoyProcess, int]]],
 ) -> None:
     stack = await stack_factory(database_url=postgres_server.url)
-    _, envoy_port = envoy_for(stack.runtime.port)
+    _, envoy_port = await envoy_for(stack.runtime.port)
     stub = tenant_grpc.TenantServiceStub(stack.channel)
     health = health_pb2_grpc.HealthStub(stack.channel)
     slug = unique_slug()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import httpx
@@ -16,12 +16,12 @@ from tests.support.servers import EnvoyProcess
 
 pytestmark = pytest.mark.integration
 
-EnvoyFor = Callable[[int], tuple[EnvoyProcess, int]]
+EnvoyFor = Callable[[int], Awaitable[tuple[EnvoyProcess, int]]]
 
 
 @pytest.fixture
-def gateway(stack: RunningStack, envoy_for: EnvoyFor) -> str:
-    _, port = envoy_for(stack.runtime.port)
+async def gateway(stack: RunningStack, envoy_for: EnvoyFor) -> str:
+    _, port = await envoy_for(stack.runtime.port)
     return f"127.0.0.1:{port}"
 
 
