@@ -120,6 +120,15 @@ async def build_runtime(
     relay = OutboxRelay(sessions, _publisher(settings, sessions))
 
     async def run_relay(stop: asyncio.Event) -> None:
+        if settings.event_bus == "kafka":
+            from services.event_messages import TOPICS
+            from services.events.kafka import ensure_topics
+
+            # Topics first; if the broker is down now, the relay's backoff covers it.
+            try:
+                await ensure_topics(settings.kafka_bootstrap, sorted(set(TOPICS.values())))
+            except Exception as exc:
+                logger.warning("could not create Kafka topics yet: %s", exc)
         await relay.run(stop)
 
     async def dispose() -> None:

@@ -1,0 +1,82 @@
+"""The training loop: quality smoke test, determinism, resume, NaN check, hooks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.config import LightGCNConfig
+from trainer.data import InteractionData
+from trainer.evaluate import popularity_baseline
+from trainer.train import NonFiniteLossError, lr_factor, train
+
+
+def test_beats_popularity_on_clustered_data(
+    clustered: InteractionData, small_config: LightGCNConfig
+) -> None:
+    calls: list[tuple[int, int, float, dict[str, float], float]] = []
+    res = train(clustered, small_config, on_progress=lambda *a: calls.append(a))
+    pop = popularity_baseline(
+        clustered.item_popularity(), clustered.train_csr(), clustered.split_csr("test")
+    )
+    assert res.metrics["ndcg@10"] > pop["ndcg@10"] + 0.05, (res.metrics, pop)
+    assert res.user_embeddings.shape == (clustered.n_users, 32)
+    assert res.item_embeddings.dtype == np.float32
+    assert [c[0] for c in calls] == list(range(1, 13)) and calls[-1][1] == 12
+    assert set(calls[3][3]) >= {"recall@20", "ndcg@20"} and calls[0][3] == {}
+    assert res.peak_rss_mb > 0 and res.timings["seconds_per_epoch"] > 0
+
+
+def test_deterministic_for_a_seed(clustered: InteractionData, small_config: LightGCNConfig) -> None:
+    cfg = small_config.with_overrides(epochs=2, eval_every=2)
+    a = train(clustered, cfg)
+    b = train(clustered, cfg)
+    np.testing.assert_array_equal(a.item_embeddings, b.item_embeddings)
+    c = train(clustered, cfg.with_overrides(seed=8))
+    assert not np.array_equal(a.item_embeddings, c.item_embeddings)
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(
+    clustered: InteractionData, small_config: LightGCNConfig, tmp_path: Path
+) -> None:
+    cfg = small_config.with_overrides(epochs=4, eval_every=1)
+    full = train(clustered, cfg)
+    # First run "crashes" after 2 epochs (cancelled), the second resumes.
+    seen: list[int] = []
+
+    def cancel_after_two() -> bool:
+        return len(seen) >= 2
+
+    first = train(
+        clustered,
+        cfg,
+        checkpoint_dir=tmp_path,
+        should_cancel=cancel_after_two,
+        on_progress=lambda e, *_: seen.append(e),
+    )
+    assert first.cancelled and seen == [1, 2]
+    resumed = train(clustered, cfg, checkpoint_dir=tmp_path)
+    np.testing.assert_allclose(resumed.item_embeddings, full.item_embeddings, rtol=0, atol=0)
+    assert resumed.metrics == full.metrics
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+def test_nan_loss_raises(clustered: InteractionData, small_config: LightGCNConfig) -> None:
+    with pytest.raises(NonFiniteLossError, match="lower lr"):
+        train(clustered, small_config.with_overrides(lr=math.inf, epochs=2))
+
+
+def test_cancel_returns_promptly(clustered: InteractionData, small_config: LightGCNConfig) -> None:
+    res = train(clustered, small_config, should_cancel=lambda: True)
+    assert res.cancelled and res.epochs_run == 0
+
+
+def test_lr_schedule_shape() -> None:
+    c = LightGCNConfig(lr_schedule="cosine", warmup_fraction=0.1, min_lr_ratio=0.0)
+    assert lr_factor(0.05, c) == pytest.approx(0.5)
+    assert lr_factor(0.1, c) == pytest.approx(1.0)
+    assert lr_factor(1.0, c) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(0.55, c) == pytest.approx(0.5)
