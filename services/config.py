@@ -91,8 +91,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     tracing_exporter: Literal["none", "console", "otlp"] = "none"
 
-    # Identity (filled by the identity issue); never logged.
+    # Identity; never logged. Empty in the embedded mode: `embrec up` then keeps random
+    # secrets in data_dir, so tokens survive a restart without any default in a file.
     jwt_secret: SecretStr | None = None
+    internal_secret: SecretStr | None = Field(
+        default=None, description="HMAC key the gateway signs principal headers with."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
