@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up demo test pytest lint gen gen-check clean
+.PHONY: install up demo test pytest lint breaking gen gen-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
+	$(MAKE) --no-print-directory breaking
+
+# Contracts must not break against the last landed commit (BASE=<git ref> to compare with
+# another). Skipped only where there is no history to compare with (a first commit).
+BASE ?= HEAD~1
+breaking: install
+	@if git rev-parse -q --verify "$(BASE)^{commit}" >/dev/null; then \
+		$(BIN)/buf breaking --against '.git#ref=$(BASE)'; \
+	else echo "buf breaking: no $(BASE) to compare with, skipped"; fi
 
 gen: install
 	$(BIN)/embrec gen
