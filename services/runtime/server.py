@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
 
 from services.config import Settings
 from services.runtime.interceptors import RuntimeInterceptor
@@ -92,6 +93,7 @@ class Runtime:
         #: Last probe result per dependency: (up, message when down).
         self.dependency_state: dict[str, tuple[bool, str]] = {}
         self._failures: dict[str, int] = {}
+        self._tracer_provider: TracerProvider | None = None
         self.serving = False
 
     @property
@@ -101,11 +103,12 @@ class Runtime:
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful when port 0 was asked)."""
         interceptors: list[grpc.aio.ServerInterceptor] = [RuntimeInterceptor(self.metrics)]
-        tracer = tracing_interceptor(
+        tracing = tracing_interceptor(
             self.settings.tracing_exporter, "embrec-" + "-".join(m.name for m in self.modules)
         )
-        if tracer is not None:
-            interceptors.insert(0, tracer)
+        if tracing is not None:
+            interceptors.insert(0, tracing[0])
+            self._tracer_provider = tracing[1]
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -190,6 +193,8 @@ class Runtime:
                 await task
         for hook in self.on_stop:
             await hook()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
         self.server = None
         logger.info("stopped")
 

@@ -30,8 +30,11 @@ def _exporter(name: str) -> SpanExporter:
     raise ConfigError(f"unknown tracing exporter {name!r}")
 
 
-def tracing_interceptor(exporter: str, service_name: str) -> grpc.aio.ServerInterceptor | None:
-    """A server interceptor creating a span per RPC, or None when tracing is off.
+def tracing_interceptor(
+    exporter: str, service_name: str
+) -> tuple[grpc.aio.ServerInterceptor, TracerProvider] | None:
+    """A server interceptor creating a span per RPC and its provider (shut it down on
+    stop, so buffered spans are flushed), or None when tracing is off.
 
     The provider is passed explicitly rather than installed globally, so two runtimes
     in one process (tests) do not share tracing state.
@@ -45,4 +48,4 @@ def tracing_interceptor(exporter: str, service_name: str) -> grpc.aio.ServerInte
     interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
         tracer_provider=provider
     )
-    return interceptor
+    return interceptor, provider
