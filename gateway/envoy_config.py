@@ -32,7 +32,7 @@ typed objects.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +46,9 @@ from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryTy
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
     DataSource,
+    HeaderValue,
+    HeaderValueOption,
+    HeaderValueOptionHeaderAppendAction,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
     Http2ProtocolOptions,
@@ -101,6 +104,7 @@ __all__ = [
     "default_embedded_settings",
     "regenerate",
     "render_yaml",
+    "secured",
     "write",
 ]
 
@@ -173,6 +177,10 @@ class GatewaySettings:
     rate_limit_filters: Sequence[HttpFilter] = ()
     extra_clusters: Sequence[Cluster] = ()
     """Clusters those filters call (an authz or rate-limit service outside the domains)."""
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+    """Added to every response (security headers; see gateway/security_config.py)."""
+    max_request_body_bytes: int | None = None
+    """Largest JSON request body the transcoder accepts (413 beyond); None = Envoy's."""
 
     def resolved_descriptor_path(self) -> Path:
         if self.descriptor_source is not None:
@@ -194,8 +202,41 @@ def default_embedded_settings(repo_root: Path) -> GatewaySettings:
 
     The descriptor path stays relative (``envoy/embrec.pb``) so the committed config
     is machine-independent; Envoy must run with the repo root as its working directory.
+    The gateway's authz and rate-limit services run in that same process; the global
+    (Redis) rate limit is added only where a Redis is configured (embedded.py).
     """
-    return GatewaySettings(base_dir=repo_root, default_upstream=("127.0.0.1", 50051))
+    return secured(GatewaySettings(base_dir=repo_root, default_upstream=("127.0.0.1", 50051)))
+
+
+def secured(
+    settings: GatewaySettings,
+    authz_address: tuple[str, int] | None = None,
+    *,
+    global_rate_limit: bool = False,
+) -> GatewaySettings:
+    """``settings`` with ext_authz, rate limits, security headers and a body limit.
+
+    ``authz_address`` is where the gateway's authz/RLS gRPC services listen; by default
+    the default upstream (the embedded single process).
+    """
+    from dataclasses import replace
+
+    from gateway.security_config import (
+        MAX_JSON_BODY_BYTES,
+        SECURITY_RESPONSE_HEADERS,
+        security_filters,
+    )
+
+    host, port = authz_address or settings.upstream_for(PLATFORM_CLUSTER)
+    authz, limits, clusters = security_filters(host, port, global_rate_limit=global_rate_limit)
+    return replace(
+        settings,
+        authz_filters=authz,
+        rate_limit_filters=limits,
+        extra_clusters=clusters,
+        response_headers=dict(SECURITY_RESPONSE_HEADERS),
+        max_request_body_bytes=MAX_JSON_BODY_BYTES,
+    )
 
 
 # --- building ---------------------------------------------------------------------------
@@ -309,6 +350,7 @@ def _http_filters(settings: GatewaySettings, services: list[GrpcService]) -> lis
             reject_unknown_method=True,
             reject_unknown_query_parameters=True,
         ),
+        max_request_body_size=settings.max_request_body_bytes,
     )
     return [
         HttpFilter(name=CORS_FILTER, typed_config=Any.pack(Cors())),
@@ -352,6 +394,13 @@ def _route_config(settings: GatewaySettings, services: list[GrpcService]) -> Rou
                 domains=["*"],
                 routes=routes,
                 typed_per_filter_config={CORS_FILTER: Any.pack(_cors_policy(settings))},
+                response_headers_to_add=[
+                    HeaderValueOption(
+                        header=HeaderValue(key=k, value=v),
+                        append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+                    )
+                    for k, v in sorted(settings.response_headers.items())
+                ],
             )
         ],
     )

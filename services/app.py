@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.config import Settings
 from services.runtime.server import HealthProbe, Runtime, ServiceModule, ServiceModuleSpec
 
-__all__ = ["ServiceContext", "build_runtime"]
+__all__ = ["ServiceContext", "WorkingModule", "build_runtime"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,14 @@ class ServiceContext:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+
+
+@dataclass
+class WorkingModule(ServiceModuleSpec):
+    """A service module that also runs background work (a bus consumer) and stop hooks."""
+
+    background: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = ()
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
 def _service_module(name: str, ctx: ServiceContext) -> ServiceModule:
@@ -56,6 +64,12 @@ def _service_module(name: str, ctx: ServiceContext) -> ServiceModule:
         from services.audit import module as audit_module
 
         return audit_module(ctx)
+    if name == "gateway":
+        # Envoy's ext_authz and rate-limit services (gateway/service.py): not a domain
+        # service, but hosted by the same runtime (embedded: on the same port).
+        from gateway.service import module as gateway_module
+
+        return gateway_module(ctx)
     raise ValueError(f"unknown service {name!r}")
 
 
@@ -138,8 +152,8 @@ async def build_runtime(
         settings=settings,
         modules=modules,
         probes=[HealthProbe("database", lambda: _database_ping(engine))],
-        background=[run_relay],
-        on_stop=[dispose],
+        background=[run_relay, *(w for m in modules for w in getattr(m, "background", ()))],
+        on_stop=[*(h for m in modules for h in getattr(m, "on_stop", ())), dispose],
     )
     runtime_ref.append(runtime)
     if settings.metrics_port:

@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks that print figures (never part of the test suite).")
 app.add_typer(bench_app, name="bench")
+admin_app = typer.Typer(help="Platform administration: console admins.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,6 +220,72 @@ def bench_retrieval(
     from retriever.bench import bench_retrieval as run_bench
 
     run_bench(n_items=items, dim=dim)
+
+
+@admin_app.command("create")
+def admin_create(
+    email: Annotated[str, typer.Option(help="The admin's sign-in email.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from stdin (first line)."),
+    ] = False,
+) -> None:
+    """Create a platform admin on EMBREC_DATABASE_URL (the password is prompted for)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+    from services.errors import EmbrecError
+    from services.tenant.admins import create_platform_admin
+
+    try:
+        user_id = asyncio.run(
+            create_platform_admin(settings, email=email, password=password, name=name)
+        )
+    except EmbrecError as exc:
+        violations = getattr(exc, "violations", [])
+        detail = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        raise UsageError(f"{exc.message}{f' ({detail})' if detail else ''}") from None
+    typer.echo(f"platform admin {email.strip().lower()} created (user id {user_id})")
+
+
+@app.command("sample-data")
+def sample_data(
+    users: Annotated[int, typer.Option(help="Users.")] = 10_000,
+    items: Annotated[int, typer.Option(help="Catalog items.")] = 5_000,
+    interactions: Annotated[int, typer.Option(help="Interactions.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 42,
+    out: Annotated[Path, typer.Option(help="Directory for items.csv and interactions.csv.")] = Path(
+        "sample-data"
+    ),
+    upload: Annotated[bool, typer.Option("--upload", help="Upload through the API.")] = False,
+    tenant: Annotated[str, typer.Option(help="Tenant slug or id for --upload.")] = "",
+    target: Annotated[str, typer.Option(help="Gateway host:port for --upload.")] = "localhost:8080",
+    api_key: Annotated[
+        str, typer.Option(envvar="EMBREC_API_KEY", help="API key (data:write) for --upload.")
+    ] = "",
+) -> None:
+    """Write a tech-gadget store's items.csv and interactions.csv; optionally upload them."""
+    from services.sampledata import generate, write_csv
+
+    if min(users, items, interactions) <= 0:
+        raise UsageError("--users, --items and --interactions must be positive")
+    data = generate(users=users, items=items, interactions=interactions, seed=seed)
+    items_path, interactions_path = write_csv(data, out)
+    typer.echo(f"wrote {items_path} and {interactions_path}")
+    if not upload:
+        return
+    from services.sampledata.upload import upload_files
+
+    item_upload, interaction_upload = upload_files(
+        items_path, interactions_path, target=target, tenant=tenant, api_key=api_key
+    )
+    typer.echo(
+        f"{data.user_count / 1000:g}K users, {item_upload.rows_accepted / 1000:g}K items, "
+        f"{interaction_upload.rows_accepted / 1000:g}K interactions uploaded"
+    )
 
 
 def _dataset_dir(dataset: str) -> Path:

@@ -18,6 +18,7 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 
 ENV_PREFIX = "EMBREC_"
 SERVICE_NAMES = ("tenant", "ingestion", "training", "retrieval", "audit")
+MIN_SECRET_LENGTH = 32
 
 
 class ConfigError(Exception):
@@ -93,10 +94,25 @@ class Settings(BaseSettings):
 
     # Identity; never logged. Empty in the embedded mode: `embrec up` then keeps random
     # secrets in data_dir, so tokens survive a restart without any default in a file.
-    jwt_secret: SecretStr | None = None
-    internal_secret: SecretStr | None = Field(
-        default=None, description="HMAC key the gateway signs principal headers with."
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for access tokens; at least 32 characters."
     )
+    internal_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key the gateway signs principal headers with; at least 32 characters.",
+    )
+    # Login throttling: after this many consecutive failures for one email, sign-in is
+    # refused for the lockout period, doubling with every further failure (capped at 1 h).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("jwt_secret", "internal_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # Short HMAC keys can be brute-forced offline from a single token.
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -130,6 +146,24 @@ class Settings(BaseSettings):
     @property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+    def require_identity_secrets(self) -> tuple[str, str]:
+        """(jwt_secret, internal_secret) for services that check credentials, or ConfigError.
+
+        Only the embedded mode may run without them set: `embrec up` generates both once
+        and keeps them in data_dir/secrets.json.
+        """
+        for name, value in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("INTERNAL_SECRET", self.internal_secret),
+        ):
+            if value is None:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{name} is required (at least {MIN_SECRET_LENGTH} random "
+                    f"characters, e.g. `openssl rand -hex 32`)"
+                )
+        assert self.jwt_secret is not None and self.internal_secret is not None
+        return self.jwt_secret.get_secret_value(), self.internal_secret.get_secret_value()
 
     def check_consistency(self) -> None:
         """Cross-field rules that a single field validator cannot express."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from services.config import SERVICE_NAMES, ConfigError, Settings
 
@@ -42,9 +46,22 @@ def find_envoy() -> Path:
     return Path(found)
 
 
-def render_gateway_config(settings: Settings, repo_root: Path, upstream_port: int) -> Path:
-    """Write this run's Envoy config (absolute descriptor path, our ports) to the data dir."""
-    from gateway.envoy_config import default_embedded_settings, write
+def gateway_security_enabled(settings: Settings) -> bool:
+    """Authz needs the identity secrets; without them the gateway runs unsecured (tests
+    of the plain routing do that), and `embrec up` always has them."""
+    return settings.jwt_secret is not None and settings.internal_secret is not None
+
+
+def render_gateway_config(
+    settings: Settings, repo_root: Path, upstream_port: int, *, security: bool | None = None
+) -> Path:
+    """Write this run's Envoy config (absolute descriptor path, our ports) to the data dir.
+
+    With ``security`` (default: when the identity secrets are set) Envoy calls this
+    process's authz and rate-limit services (the ``gateway`` module) on the same port,
+    and the global rate limit when a Redis is configured.
+    """
+    from gateway.envoy_config import default_embedded_settings, secured, write
 
     base = default_embedded_settings(repo_root)
     gateway = dataclasses.replace(
@@ -56,6 +73,14 @@ def render_gateway_config(settings: Settings, repo_root: Path, upstream_port: in
         upstreams={},
         default_upstream=(settings.grpc_host, upstream_port),
     )
+    if security is None:
+        security = gateway_security_enabled(settings)
+    if security:
+        gateway = secured(gateway, global_rate_limit=bool(settings.redis_url))
+    else:
+        gateway = dataclasses.replace(
+            gateway, authz_filters=(), rate_limit_filters=(), extra_clusters=()
+        )
     path = (settings.data_dir / "envoy.yaml").resolve()
     write(gateway, path)
     return path
@@ -148,11 +173,59 @@ def _banner(settings: Settings) -> str:
     )
 
 
+def with_embedded_secrets(settings: Settings) -> Settings:
+    """Fill unset identity secrets from data_dir/secrets.json, creating it once (0600).
+
+    The embedded mode must start with no setup, yet no secret may have a default in a
+    file anyone can read: so each installation makes its own random ones, and keeps
+    them so tokens survive a restart.
+    """
+    if settings.jwt_secret is not None and settings.internal_secret is not None:
+        return settings
+    path = settings.data_dir / "secrets.json"
+    if not path.exists():
+        values = {"jwt_secret": secrets.token_hex(32), "internal_secret": secrets.token_hex(32)}
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(values, handle)
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        update = {
+            name: value or SecretStr(str(stored[name]))
+            for name, value in (
+                ("jwt_secret", settings.jwt_secret),
+                ("internal_secret", settings.internal_secret),
+            )
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a valid secrets file; remove it to regenerate") from exc
+    return settings.model_copy(update=update)
+
+
+def _demo_admin_lines(created: tuple[str, str] | None) -> str:
+    if created is None:
+        return ""
+    email, password = created
+    return "\n".join(
+        [
+            "  console admin (password shown once; `embrec admin create` adds admins):",
+            f"    email     {email}",
+            f"    password  {password}",
+            "",
+        ]
+    )
+
+
 async def run_embedded(settings: Settings, repo_root: Path) -> None:
     from services.app import build_runtime
+    from services.tenant.admins import ensure_demo_admin_for
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    runtime = await build_runtime(settings, list(SERVICE_NAMES))
+    settings = with_embedded_secrets(settings)
+    extra = ["gateway"] if gateway_security_enabled(settings) else []
+    runtime = await build_runtime(settings, [*SERVICE_NAMES, *extra])
+    demo_admin = await ensure_demo_admin_for(settings)
     port = await runtime.start()
     envoy = EnvoyChild(
         render_gateway_config(settings, repo_root, port),
@@ -165,7 +238,7 @@ async def run_embedded(settings: Settings, repo_root: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await envoy.start()
-        print(_banner(settings), flush=True)
+        print(_banner(settings) + _demo_admin_lines(demo_admin), flush=True)
         while not stop.is_set():
             if envoy.exited:
                 logger.error("envoy exited unexpectedly; see %s", envoy.log_path)

@@ -1,4 +1,9 @@
-"""The audit service: the whole contract is served; behaviour lands with its issue."""
+"""The audit service: append-only, per-tenant hash-chained trail; search, export, verify.
+
+Producers call :func:`services.audit.record.record_audit`; the event travels through the
+outbox and the bus (``embrec.audit``) to this service's consumer, which appends it
+(services/audit/store.py).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,6 @@ __all__ = ["module"]
 
 
 def module(ctx: ServiceContext) -> ServiceModule:
-    from embrec.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
-    from services.runtime.servicers import unbuilt_module
+    from services.audit.servicer import build_module
 
-    return unbuilt_module(
-        "audit",
-        audit_service_pb2,
-        audit_service_pb2_grpc,
-        ["AuditService", "AuditInternalService"],
-        "issue #3 (audit trail)",
-    )
+    return build_module(ctx)

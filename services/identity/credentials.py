@@ -60,6 +60,7 @@ SCOPES = frozenset(
         "keys:manage",
         "tenant:manage",
         "audit:read",
+        "analytics:read",
     }
 )
 

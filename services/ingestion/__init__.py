@@ -1,4 +1,13 @@
-"""The ingestion service: the whole contract is served; behaviour lands with its issue."""
+"""The ingestion service: catalog and interaction imports, real-time events, analytics.
+
+Modules: ``parsing`` (reading and validating rows; pure), ``imports`` (the import
+pipeline: bulk writes, outbox events, audit, idempotency), ``tracking`` (TrackEvents and
+the bus consumers that store events), ``queries`` (uploads, catalog, data stats,
+analytics), ``auth`` (the caller and its tenant), ``servicer`` (the gRPC adapter).
+
+The module's ``background`` tasks (the consumers) must run with the server: the
+composition root starts them with the outbox relay.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +21,6 @@ __all__ = ["module"]
 
 
 def module(ctx: ServiceContext) -> ServiceModule:
-    from embrec.ingestion.v1 import ingestion_service_pb2, ingestion_service_pb2_grpc
-    from services.runtime.servicers import unbuilt_module
+    from services.ingestion.servicer import build_module
 
-    return unbuilt_module(
-        "ingestion",
-        ingestion_service_pb2,
-        ingestion_service_pb2_grpc,
-        ["IngestionService"],
-        "issue #4 (ingestion)",
-    )
+    return build_module(ctx)

@@ -70,6 +70,7 @@ __all__ = [
     "ProcessedEvent",
     "RefreshToken",
     "Schedule",
+    "ServedRecommendation",
     "Tenant",
     "TrainingJob",
     "UTCDateTime",
@@ -328,6 +329,32 @@ class Upload(Base):
     errors: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    #: Mode, format, file name, dry run, creator, policy, skipped rows, error count
+    #: (revision 0002): report fields that need no index, kept in one JSON column.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ServedRecommendation(Base):
+    """A recommendation response (an impression), from RecommendationServed events.
+
+    Analytics joins it with ``interactions.recommendation_id`` for CTR, conversion and
+    attributed revenue. ``item_ids`` are the items shown, in order.
+    """
+
+    __tablename__ = "served_recommendations"
+    __table_args__ = (Index(None, "tenant_id", "served_at"),)
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    recommendation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(256))
+    served_at: Mapped[datetime]
+    item_ids: Mapped[list[Any]] = mapped_column(default=list)
+    item_count: Mapped[int] = mapped_column(default=0)
+    surface: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    fallback: Mapped[bool] = mapped_column(default=False)
 
 
 # --------------------------------------------------------------------------- training service

@@ -1,147 +1,128 @@
-"""Tenant lifecycle rules, independent of gRPC.
+"""Rules shared by the tenant service's parts (tenants, invitations, users, API keys).
 
-Slugs are the tenant's public handle (URLs, `POST /api/admin/train {"tenant_id":
-"techgadgets"}`), so they are validated strictly and never change. Every mutation is
-recorded for the audit trail through the outbox, in the same transaction.
+Nothing here imports grpc. The parts:
+
+* ``tenants``     TenantStore: create, get, list, update, suspend/reactivate, delete/undelete
+* ``invitations`` issuing and accepting invitations (token shown once, stored hashed)
+* ``auth``        AuthStore: sign-up, login with lockout, refresh rotation, logout,
+                  impersonation, platform admins (``embrec admin create``)
+* ``api_keys``    ApiKeyStore: create (secret shown once), list, revoke
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.record import record_audit
-from services.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
-from services.pagination import Page, next_token, parse_page
-from services.storage.models import Tenant
+from services.errors import FieldViolation
+from services.identity.credentials import Principal
 
-__all__ = ["TenantPage", "TenantStore", "validate_new_tenant"]
+__all__ = [
+    "EMAIL_PATTERN",
+    "MAX_NAME_LENGTH",
+    "SLUG_PATTERN",
+    "Actor",
+    "email_violations",
+    "hash_token",
+    "new_token",
+    "normalise_email",
+    "slug_violations",
+    "validate_new_tenant",
+]
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MAX_NAME_LENGTH = 200
-STATUSES = ("active", "suspended", "deleted")
+MAX_EMAIL_LENGTH = 320
 
 
-@dataclass(frozen=True)
-class TenantPage:
-    tenants: list[Tenant]
-    next_page_token: str
-    total_size: int
+def normalise_email(email: str) -> str:
+    # Stored lower-cased, so the plain unique index is case-insensitive in effect.
+    return email.strip().lower()
 
 
-def validate_new_tenant(name: str, slug: str, email: str) -> list[FieldViolation]:
-    violations: list[FieldViolation] = []
-    if not name.strip():
-        violations.append(FieldViolation("name", "required"))
-    elif len(name) > MAX_NAME_LENGTH:
-        violations.append(FieldViolation("name", f"at most {MAX_NAME_LENGTH} characters"))
+def email_violations(email: str, field: str = "email") -> list[FieldViolation]:
+    if not email:
+        return [FieldViolation(field, "required")]
+    if len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.match(email):
+        return [FieldViolation(field, "not a valid email address")]
+    return []
+
+
+def slug_violations(slug: str, field: str = "slug") -> list[FieldViolation]:
     if not slug:
-        violations.append(FieldViolation("slug", "required"))
-    elif not SLUG_PATTERN.match(slug):
-        violations.append(
+        return [FieldViolation(field, "required")]
+    if not SLUG_PATTERN.match(slug):
+        return [
             FieldViolation(
-                "slug",
+                field,
                 "3-63 characters: lowercase letters, digits and '-', starting with a letter "
                 "and not ending with '-'",
             )
+        ]
+    return []
+
+
+def name_violations(name: str, field: str = "name") -> list[FieldViolation]:
+    if not name.strip():
+        return [FieldViolation(field, "required")]
+    if len(name) > MAX_NAME_LENGTH:
+        return [FieldViolation(field, f"at most {MAX_NAME_LENGTH} characters")]
+    return []
+
+
+def validate_new_tenant(name: str, slug: str, email: str) -> list[FieldViolation]:
+    return name_violations(name) + slug_violations(slug) + email_violations(email)
+
+
+def new_token(prefix: str) -> str:
+    """An opaque secret (refresh token, invitation token): 256 bits, URL-safe."""
+    return f"{prefix}{secrets.token_urlsafe(32)}"
+
+
+def hash_token(token: str) -> str:
+    # High-entropy tokens: a fast hash is enough (argon2 is for low-entropy passwords).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, for the audit trail: both names when an admin impersonates a user."""
+
+    subject: str
+    impersonator: str = ""
+    source_ip: str = ""
+
+    @classmethod
+    def of(cls, principal: Principal, source_ip: str = "") -> Actor:
+        return cls(principal.subject, principal.impersonator, source_ip)
+
+    def audit(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: str,
+        action: str,
+        target: str = "",
+        outcome: str = "success",
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        return record_audit(
+            session,
+            tenant_id=tenant_id,
+            actor=self.subject,
+            action=action,
+            target=target,
+            outcome=outcome,
+            impersonator=self.impersonator,
+            source_ip=self.source_ip,
+            metadata=metadata,
         )
-    if not email:
-        violations.append(FieldViolation("email", "required"))
-    elif not EMAIL_PATTERN.match(email):
-        violations.append(FieldViolation("email", "not a valid email address"))
-    return violations
 
 
-class TenantStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-
-    async def create(
-        self, *, name: str, slug: str, email: str, plan: str = "", actor: str = "anonymous"
-    ) -> Tenant:
-        name, slug, email = name.strip(), slug.strip(), email.strip().lower()
-        violations = validate_new_tenant(name, slug, email)
-        if violations:
-            raise InvalidArgument(
-                "The tenant is invalid; fix the fields named.", violations=violations
-            )
-        async with self._sessions() as session, session.begin():
-            exists = await session.scalar(select(Tenant.id).where(Tenant.slug == slug))
-            if exists is not None:
-                raise AlreadyExists(
-                    f"The slug {slug!r} is taken; choose another.",
-                    reason="SLUG_TAKEN",
-                    metadata={"slug": slug},
-                )
-            tenant = Tenant(name=name, slug=slug, email=email, plan=plan or "free")
-            session.add(tenant)
-            try:
-                await session.flush()
-            except IntegrityError:
-                raise AlreadyExists(
-                    f"The slug {slug!r} is taken; choose another.",
-                    reason="SLUG_TAKEN",
-                    metadata={"slug": slug},
-                ) from None
-            record_audit(
-                session,
-                tenant_id=tenant.id,
-                actor=actor,
-                action="tenant.create",
-                target=f"tenants/{tenant.id}",
-            )
-        return tenant
-
-    async def get(self, id_or_slug: str) -> Tenant:
-        key = id_or_slug.strip()
-        if not key:
-            raise InvalidArgument(
-                "tenant_id is required (an id or a slug)",
-                violations=[FieldViolation("tenant_id", "required")],
-            )
-        async with self._sessions() as session:
-            tenant = await session.scalar(
-                select(Tenant).where(or_(Tenant.id == key, Tenant.slug == key))
-            )
-        if tenant is None:
-            raise NotFound("tenant", key)
-        return tenant
-
-    async def list(
-        self, *, page_size: int, page_token: str, status: str = "", query: str = ""
-    ) -> TenantPage:
-        if status and status not in STATUSES:
-            raise InvalidArgument(
-                f"unknown status {status!r}", violations=[FieldViolation("status", "unknown")]
-            )
-        page: Page = parse_page(page_size, page_token, (status, query))
-        conditions = []
-        if status:
-            conditions.append(Tenant.status == status)
-        if query:
-            pattern = f"%{query.lower()}%"
-            conditions.append(or_(func.lower(Tenant.name).like(pattern), Tenant.slug.like(pattern)))
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(Tenant).where(*conditions)
-            )
-            rows = (
-                await session.scalars(
-                    select(Tenant)
-                    .where(*conditions)
-                    .order_by(Tenant.created_at.desc(), Tenant.id)
-                    .offset(page.offset)
-                    .limit(page.size + 1)
-                )
-            ).all()
-        tenants = list(rows[: page.size])
-        return TenantPage(
-            tenants=tenants,
-            next_page_token=next_token(page, len(tenants), len(rows) > page.size),
-            total_size=int(total or 0),
-        )
+ANONYMOUS = Actor("anonymous")

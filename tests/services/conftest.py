@@ -16,11 +16,16 @@ import pytest
 
 from services.app import build_runtime
 from services.config import SERVICE_NAMES, load_settings
+from services.identity.credentials import SCOPES, Principal, issue_access_token
 from services.runtime.logs import JsonFormatter, RedactingFilter
 from services.runtime.server import Runtime, ServiceModuleSpec
 from tests.support.servers import EnvoyProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Test-only identity secrets (no default exists outside tests); a test may pass its own.
+TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
+TEST_INTERNAL_SECRET = "test-internal-secret-0123456789abcdef01234"
 
 
 @dataclass
@@ -28,6 +33,25 @@ class RunningStack:
     runtime: Runtime
     channel: grpc.aio.Channel
     address: str
+
+    @property
+    def jwt_secret(self) -> str:
+        secret = self.runtime.settings.jwt_secret
+        assert secret is not None
+        return secret.get_secret_value()
+
+    def token_for(self, principal: Principal) -> str:
+        """An access token signed with this stack's secret, as Login would issue it."""
+        return issue_access_token(principal, self.jwt_secret)[0]
+
+    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata of a platform admin (for calls that need one)."""
+        admin = Principal(subject="test-admin", tenant_id="", role="platform_admin", scopes=SCOPES)
+        return (("authorization", f"Bearer {self.token_for(admin)}"),)
+
+    def admin_headers(self) -> dict[str, str]:
+        """The same credential as HTTP headers, for JSON calls through Envoy."""
+        return dict(self.admin_metadata())
 
 
 StackFactory = Callable[..., Awaitable[RunningStack]]
@@ -43,15 +67,18 @@ async def stack_factory(tmp_path: Path) -> AsyncIterator[StackFactory]:
         extra_modules: Sequence[ServiceModuleSpec] = (),
         **overrides: object,
     ) -> RunningStack:
-        settings = load_settings(
-            data_dir=tmp_path / f"data-{len(started)}",
-            database_url=database_url or "",
-            grpc_port=0,
-            metrics_port=0,
-            health_poll_seconds=0.3,
-            shutdown_grace_seconds=2.0,
-            **overrides,
-        )
+        # Test defaults; any of them may be overridden by the caller.
+        values: dict[str, object] = {
+            "data_dir": tmp_path / f"data-{len(started)}",
+            "database_url": database_url or "",
+            "grpc_port": 0,
+            "metrics_port": 0,
+            "health_poll_seconds": 0.3,
+            "shutdown_grace_seconds": 2.0,
+            "jwt_secret": TEST_JWT_SECRET,
+            "internal_secret": TEST_INTERNAL_SECRET,
+        }
+        settings = load_settings(**{**values, **overrides})
         runtime = await build_runtime(settings, list(SERVICE_NAMES), migrate=True)
         runtime.modules = [*runtime.modules, *extra_modules]
         port = await runtime.start()

@@ -41,8 +41,12 @@ async def test_postgres_outage_degrades_then_recovers(
     stub = tenant_grpc.TenantServiceStub(stack.channel)
     health = health_pb2_grpc.HealthStub(stack.channel)
     slug = unique_slug()
+    admin = stack.admin_metadata()
     await stub.CreateTenant(
-        tenant_pb.CreateTenantRequest(tenant={"name": "Kept", "slug": slug, "email": "k@k.example"})
+        tenant_pb.CreateTenantRequest(
+            tenant={"name": "Kept", "slug": slug, "email": "k@k.example"}
+        ),
+        metadata=admin,
     )
 
     postgres_server.stop()
@@ -50,7 +54,7 @@ async def test_postgres_outage_degrades_then_recovers(
 
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id=slug), timeout=10)
+        await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id=slug), timeout=10, metadata=admin)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "database" in (caught.value.details() or "")
     assert time.monotonic() - started < 9, "the call hung instead of failing fast"
@@ -62,6 +66,8 @@ async def test_postgres_outage_degrades_then_recovers(
 
         postgres_server.start()
         await wait_for_status(health, health_pb2.HealthCheckResponse.SERVING)
-        fetched = await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id=slug), timeout=10)
+        fetched = await stub.GetTenant(
+            tenant_pb.GetTenantRequest(tenant_id=slug), timeout=10, metadata=admin
+        )
         assert fetched.slug == slug  # nothing lost, and the service recovered by itself
         assert (await client.get("/health")).json() == {"status": "healthy"}

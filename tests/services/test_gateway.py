@@ -32,10 +32,12 @@ async def test_health_through_envoy(gateway: str) -> None:
     assert reply.json() == {"status": "healthy"}
 
 
-async def test_seed_tenant_calls_over_json(gateway: str) -> None:
+async def test_seed_tenant_calls_over_json(gateway: str, stack: RunningStack) -> None:
     slug = unique_slug("demo")
     body = {"name": "Demo E-commerce", "slug": slug, "email": "admin@demo-ecommerce.com"}
-    async with httpx.AsyncClient(base_url=f"http://{gateway}") as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://{gateway}", headers=stack.admin_headers()
+    ) as client:
         created = await client.post("/api/admin/tenants", json=body)
         assert created.status_code == 200, created.text
         tenant = created.json()
@@ -63,7 +65,8 @@ async def test_seed_tenant_calls_over_json(gateway: str) -> None:
         assert "not implemented yet" in unbuilt.json()["message"]
 
 
-async def test_native_grpc_through_envoy(gateway: str) -> None:
+async def test_native_grpc_through_envoy(gateway: str, stack: RunningStack) -> None:
+    admin = stack.admin_metadata()
     async with grpc.aio.insecure_channel(gateway) as channel:
         stub = tenant_grpc.TenantServiceStub(channel)
         slug = unique_slug()
@@ -72,8 +75,11 @@ async def test_native_grpc_through_envoy(gateway: str) -> None:
                 tenant={"name": "Grpc Co", "slug": slug, "email": "a@grpc.example"}
             ),
             timeout=5,
+            metadata=admin,
         )
-        fetched = await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id=slug), timeout=5)
+        fetched = await stub.GetTenant(
+            tenant_pb.GetTenantRequest(tenant_id=slug), timeout=5, metadata=admin
+        )
         assert fetched.id == created.id
         # Reflection works through the gateway too (grpcurl / ghz without .proto files).
         public = [s for s in ALL_SERVICES if not s.endswith("InternalService")]

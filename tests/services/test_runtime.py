@@ -89,13 +89,14 @@ async def test_reflection_serves_file_descriptors(stack: RunningStack) -> None:
 
 async def test_request_id_round_trip(stack: RunningStack) -> None:
     stub = tenant_grpc.TenantServiceStub(stack.channel)
+    admin = stack.admin_metadata()
     call = stub.ListTenants(
-        tenant_pb.ListTenantsRequest(), metadata=(("x-request-id", "caller-chosen-42"),)
+        tenant_pb.ListTenantsRequest(), metadata=(("x-request-id", "caller-chosen-42"), *admin)
     )
     await call
     assert dict(await call.initial_metadata())["x-request-id"] == "caller-chosen-42"
 
-    call = stub.ListTenants(tenant_pb.ListTenantsRequest())
+    call = stub.ListTenants(tenant_pb.ListTenantsRequest(), metadata=admin)
     await call
     generated = dict(await call.initial_metadata())["x-request-id"]
     assert len(generated) == 32
@@ -106,7 +107,7 @@ async def test_invalid_argument_names_each_field(stack: RunningStack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.CreateTenant(
             tenant_pb.CreateTenantRequest(tenant={"name": "", "slug": "Not A Slug", "email": "x"}),
-            metadata=(("x-request-id", "rid-invalid"),),
+            metadata=(("x-request-id", "rid-invalid"), *stack.admin_metadata()),
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = details_of(caught.value)
@@ -118,17 +119,19 @@ async def test_invalid_argument_names_each_field(stack: RunningStack) -> None:
 
 async def test_not_found_and_already_exists(stack: RunningStack) -> None:
     stub = tenant_grpc.TenantServiceStub(stack.channel)
+    admin = stack.admin_metadata()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id="no-such-tenant"))
+        await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id="no-such-tenant"), metadata=admin)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert details_of(caught.value)["ErrorInfo"].reason == "TENANT_NOT_FOUND"
 
     slug = unique_slug()
     tenant = {"name": "Acme", "slug": slug, "email": "ops@acme.example"}
-    created = await stub.CreateTenant(tenant_pb.CreateTenantRequest(tenant=tenant))
-    assert (await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id=slug))).id == created.id
+    created = await stub.CreateTenant(tenant_pb.CreateTenantRequest(tenant=tenant), metadata=admin)
+    fetched = await stub.GetTenant(tenant_pb.GetTenantRequest(tenant_id=slug), metadata=admin)
+    assert fetched.id == created.id
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateTenant(tenant_pb.CreateTenantRequest(tenant=tenant))
+        await stub.CreateTenant(tenant_pb.CreateTenantRequest(tenant=tenant), metadata=admin)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert details_of(caught.value)["ErrorInfo"].reason == "SLUG_TAKEN"
 
@@ -214,10 +217,13 @@ async def test_secrets_in_metadata_never_reach_logs(
 ) -> None:
     stub = tenant_grpc.TenantServiceStub(stack.channel)
     api_key = "emb_live_SuperSecretKeyValue123"
-    await stub.ListTenants(
-        tenant_pb.ListTenantsRequest(),
-        metadata=(("authorization", f"Bearer {api_key}"), ("x-api-key", api_key)),
-    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # a made-up key is refused...
+        await stub.ListTenants(
+            tenant_pb.ListTenantsRequest(),
+            metadata=(("authorization", f"Bearer {api_key}"), ("x-api-key", api_key)),
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert api_key not in (caught.value.details() or "")
     text = captured_logs.getvalue()
     assert "ListTenants" in text  # the access line is there...
     assert api_key not in text  # ...without the credential

@@ -6,11 +6,12 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from services.storage.db import create_engine
-from services.storage.migrate import current_revision, downgrade, upgrade
+from services.storage.migrate import alembic_config, current_revision, downgrade, upgrade
 from services.storage.models import Base
 
 EXPECTED_TABLES = {
@@ -31,7 +32,11 @@ EXPECTED_TABLES = {
     "processed_events",
     "event_log",
     "consumer_offsets",
+    "served_recommendations",
 }
+
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def _tables(url: str) -> set[str]:
@@ -61,7 +66,7 @@ async def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert await current_revision(db_url) is None
 
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == HEAD
     assert await _tables(db_url) == EXPECTED_TABLES
 
     await downgrade(db_url)
@@ -69,14 +74,14 @@ async def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert await _tables(db_url) == set()
 
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == HEAD
     assert await _tables(db_url) == EXPECTED_TABLES
 
 
 async def test_upgrade_is_idempotent(db_url: str) -> None:
     await upgrade(db_url)
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == HEAD
 
 
 async def test_migrated_schema_matches_models(db_url: str) -> None:

@@ -53,7 +53,7 @@ def small_config() -> LightGCNConfig:
         epochs=12,
         eval_every=4,
         patience=0,
-        num_threads=2,
+        num_threads=1,
         l2=1e-4,
         seed=7,
         lr_schedule="cosine",

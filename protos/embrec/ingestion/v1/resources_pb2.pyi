@@ -206,7 +206,7 @@ class RowError(_message.Message):
     def __init__(self, row: _Optional[int] = ..., column: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class DataStats(_message.Message):
-    __slots__ = ("tenant_id", "item_count", "user_count", "interaction_count", "interactions_by_type", "category_count", "top_categories", "density", "first_interaction_time", "last_interaction_time", "interactions_since_last_training", "compute_time")
+    __slots__ = ("tenant_id", "item_count", "user_count", "interaction_count", "interactions_by_type", "category_count", "top_categories", "density", "first_interaction_time", "last_interaction_time", "interactions_since_last_training", "compute_time", "duplicate_interaction_count", "cold_user_count", "cold_item_count", "problems")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
     USER_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,10 @@ class DataStats(_message.Message):
     LAST_INTERACTION_TIME_FIELD_NUMBER: _ClassVar[int]
     INTERACTIONS_SINCE_LAST_TRAINING_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_INTERACTION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COLD_USER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COLD_ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     item_count: int
     user_count: int
@@ -231,7 +235,11 @@ class DataStats(_message.Message):
     last_interaction_time: _timestamp_pb2.Timestamp
     interactions_since_last_training: int
     compute_time: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., item_count: _Optional[int] = ..., user_count: _Optional[int] = ..., interaction_count: _Optional[int] = ..., interactions_by_type: _Optional[_Iterable[_Union[InteractionTypeCount, _Mapping]]] = ..., category_count: _Optional[int] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., density: _Optional[float] = ..., first_interaction_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_interaction_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interactions_since_last_training: _Optional[int] = ..., compute_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    duplicate_interaction_count: int
+    cold_user_count: int
+    cold_item_count: int
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., item_count: _Optional[int] = ..., user_count: _Optional[int] = ..., interaction_count: _Optional[int] = ..., interactions_by_type: _Optional[_Iterable[_Union[InteractionTypeCount, _Mapping]]] = ..., category_count: _Optional[int] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., density: _Optional[float] = ..., first_interaction_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_interaction_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interactions_since_last_training: _Optional[int] = ..., compute_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate_interaction_count: _Optional[int] = ..., cold_user_count: _Optional[int] = ..., cold_item_count: _Optional[int] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InteractionTypeCount(_message.Message):
     __slots__ = ("interaction_type", "count")

@@ -1,0 +1,351 @@
+"""The gateway's authorization decision (Envoy ext_authz, v3 gRPC ``Check``).
+
+For every request Envoy asks: who is calling, may they call this RPC, for this tenant?
+
+* Credentials: ``Authorization: Bearer <access token | API key>`` or ``X-Api-Key``.
+  Access tokens (JWT, HS256) are verified locally — no database. API keys are found by
+  their public prefix and compared by SHA-256 of the secret; the row is cached for
+  ``cache_ttl`` seconds and dropped at once when the bus announces a key change.
+* The tenant behind a credential must exist and be active (suspended → 403); tenant
+  rows are cached the same way and dropped on ``tenant.*`` audit events.
+* The RPC (resolved from the gRPC path or the REST binding, see gateway/policy.py)
+  decides: public, any tenant principal with a scope, or platform admins only.
+* A tenant principal may name only its own tenant (id or slug), wherever the request
+  names one (path, query, JSON or protobuf body): anything else is 403.
+
+On success the upstream gets the principal as signed headers (x-tenant-id, x-principal,
+x-role, x-scopes, x-plan, x-impersonator, x-embrec-principal-sig) plus the rate-limit
+key and limit, every client-sent copy of them being replaced or removed first. On
+failure the client gets 401 (no, malformed, invalid, expired or revoked credential) or
+403 (scope, admin-only, other tenant, suspended) and a JSON body; gRPC callers see
+UNAUTHENTICATED / PERMISSION_DENIED.
+
+This module is the domain side (no grpc import); gateway/service.py adapts it to Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.plans import PlanTable
+from gateway.policy import Access, MethodPolicy, ResolvedCall
+from services.errors import EmbrecError, PermissionDenied, Unauthenticated
+from services.identity.credentials import (
+    API_KEY_PREFIX,
+    PRINCIPAL_HEADERS,
+    SIGNATURE_HEADER,
+    Principal,
+    api_key_matches,
+    parse_api_key,
+    principal_headers,
+    verify_access_token,
+)
+from services.storage.models import ApiKey, Tenant
+
+__all__ = [
+    "RATE_LIMIT_KEY_HEADER",
+    "RATE_LIMIT_LIMIT_HEADER",
+    "Authorizer",
+    "AuthzRequest",
+    "Decision",
+    "TenantInfo",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Set by authz for Envoy's rate-limit filters: whose bucket, and its effective limit.
+RATE_LIMIT_KEY_HEADER = "x-embrec-rl-key"
+RATE_LIMIT_LIMIT_HEADER = "x-embrec-rl-limit"
+#: Every header only the gateway may set; client copies never reach a service.
+GATEWAY_HEADERS = (
+    *PRINCIPAL_HEADERS,
+    SIGNATURE_HEADER,
+    RATE_LIMIT_KEY_HEADER,
+    RATE_LIMIT_LIMIT_HEADER,
+)
+_STAFF_ROLES = frozenset({"platform_admin", "service"})
+
+
+@dataclass(frozen=True)
+class AuthzRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes = b""
+    source_ip: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    http_status: int = 200
+    reason: str = ""
+    message: str = ""
+    set_headers: Mapping[str, str] = field(default_factory=dict)
+    remove_headers: tuple[str, ...] = ()
+    principal: Principal | None = None
+    method: str = ""
+
+    def json_body(self) -> str:
+        return json.dumps(
+            {"code": self.http_status, "reason": self.reason, "message": self.message}
+        )
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: str
+    slug: str
+    status: str
+    plan: str
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _KeyRecord:
+    id: str
+    tenant_id: str
+    secret_hash: str
+    scopes: frozenset[str]
+    revoked: bool
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TtlCache(Generic[K, V]):
+    """A dict whose entries expire; small and per process, so no eviction policy."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._data: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        entry = self._data.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = (time.monotonic() + self.ttl, value)
+
+    def drop_where(self, predicate: Any) -> int:
+        doomed = [k for k, (_, v) in self._data.items() if predicate(k, v)]
+        for key in doomed:
+            del self._data[key]
+        return len(doomed)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Authorizer:
+    """Decides one request at a time; safe to share across concurrent calls."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        jwt_secret: str,
+        internal_secret: str,
+        policy: MethodPolicy,
+        plans: PlanTable,
+        cache_ttl: float = 30.0,
+    ) -> None:
+        self._sessions = sessions
+        self._jwt_secret = jwt_secret
+        self._internal_secret = internal_secret
+        self.policy = policy
+        self.plans = plans
+        self._keys: _TtlCache[str, _KeyRecord | None] = _TtlCache(cache_ttl)
+        self._tenants: _TtlCache[str, TenantInfo | None] = _TtlCache(cache_ttl)
+        #: Database lookups made (for benchmarks and tests of the caches).
+        self.lookups = 0
+
+    # --- cache invalidation (called by the bus watcher in gateway/service.py) ----------
+
+    def invalidate_tenant(self, tenant_id: str) -> None:
+        self._tenants.drop_where(lambda k, _: k == tenant_id)
+
+    def invalidate_keys_of(self, tenant_id: str) -> None:
+        self._keys.drop_where(lambda _, v: v is None or v.tenant_id == tenant_id)
+
+    def clear_caches(self) -> None:
+        self._keys.clear()
+        self._tenants.clear()
+
+    # --- the decision ------------------------------------------------------------------
+
+    async def check(self, request: AuthzRequest) -> Decision:
+        call = self.policy.resolve(
+            request.method, request.path, request.headers.get("content-type", ""), request.body
+        )
+        try:
+            return await self._decide(request, call)
+        except (Unauthenticated, PermissionDenied) as exc:
+            return _deny(exc, call.method)
+
+    async def _decide(self, request: AuthzRequest, call: ResolvedCall) -> Decision:
+        credential = _credential(request.headers)
+        if call.rule.access is Access.PUBLIC:
+            # Public calls are limited per client address under the anonymous plan.
+            plan = self.plans.get("anonymous")
+            return Decision(
+                allowed=True,
+                set_headers={
+                    RATE_LIMIT_KEY_HEADER: f"ip:{request.source_ip or 'unknown'}",
+                    RATE_LIMIT_LIMIT_HEADER: str(plan.requests_per_second),
+                    "x-plan": plan.name,
+                },
+                remove_headers=tuple(h for h in GATEWAY_HEADERS if h != "x-plan"),
+                method=call.method,
+            )
+        if credential is None:
+            raise Unauthenticated(
+                "This call needs a credential: send 'Authorization: Bearer <token or API key>'.",
+                reason="CREDENTIAL_MISSING",
+            )
+        principal = await self._authenticate(credential)
+        tenant: TenantInfo | None = None
+        if principal.tenant_id:
+            tenant = await self._tenant(principal.tenant_id)
+            if tenant is None or tenant.status == "deleted":
+                raise Unauthenticated(
+                    "The credential's tenant no longer exists.", reason="TENANT_UNKNOWN"
+                )
+            if tenant.status != "active":
+                raise PermissionDenied(
+                    f"Tenant {tenant.slug} is {tenant.status}; contact support.",
+                    reason="TENANT_SUSPENDED",
+                    metadata={"tenant_id": tenant.id},
+                )
+            principal = replace(principal, plan=tenant.plan)
+        staff = principal.role in _STAFF_ROLES and not principal.impersonator
+        if call.rule.access is Access.ADMIN and not staff:
+            raise PermissionDenied(
+                "Only platform administrators may call this method.",
+                reason="ADMIN_ONLY",
+                metadata={"method": call.method},
+            )
+        if not staff:
+            if call.rule.scope and not principal.has_scope(call.rule.scope):
+                raise PermissionDenied(
+                    f"The credential lacks the scope {call.rule.scope!r} this method needs.",
+                    reason="SCOPE_MISSING",
+                    metadata={"scope": call.rule.scope, "method": call.method},
+                )
+            own = {principal.tenant_id, tenant.slug if tenant else ""} - {""}
+            others = [t for t in call.named_tenants if t and t not in own]
+            if others or not principal.tenant_id:
+                raise PermissionDenied(
+                    "A credential may only act on its own tenant.",
+                    reason="CROSS_TENANT",
+                    metadata={"method": call.method},
+                )
+        return self._allow(principal, tenant, call.method)
+
+    def _allow(self, principal: Principal, tenant: TenantInfo | None, method: str) -> Decision:
+        if tenant is not None:
+            plan = self.plans.effective(tenant.plan, tenant.settings)
+            key = tenant.id
+        else:
+            plan = self.plans.get("internal")
+            key = principal.subject
+        if tenant is None:
+            principal = replace(principal, plan="internal")
+        headers = principal_headers(principal, self._internal_secret)
+        headers[RATE_LIMIT_KEY_HEADER] = key
+        headers[RATE_LIMIT_LIMIT_HEADER] = str(plan.requests_per_second)
+        return Decision(allowed=True, set_headers=headers, principal=principal, method=method)
+
+    # --- credentials -------------------------------------------------------------------
+
+    async def _authenticate(self, credential: str) -> Principal:
+        if credential.startswith(API_KEY_PREFIX):
+            return await self._api_key_principal(credential)
+        return verify_access_token(credential, self._jwt_secret)
+
+    async def _api_key_principal(self, key: str) -> Principal:
+        prefix, secret = parse_api_key(key)
+        record = self._keys.get(prefix)
+        if record is None:
+            record = await self._load_key(prefix)
+            self._keys.put(prefix, record)
+        if record is None or not api_key_matches(secret, record.secret_hash):
+            raise Unauthenticated("The API key is invalid.", reason="API_KEY_INVALID")
+        if record.revoked:
+            raise Unauthenticated("The API key has been revoked.", reason="API_KEY_REVOKED")
+        return Principal(
+            subject=f"apikey:{record.id}",
+            tenant_id=record.tenant_id,
+            role="api_key",
+            scopes=record.scopes,
+        )
+
+    async def _load_key(self, prefix: str) -> _KeyRecord | None:
+        self.lookups += 1
+        async with self._sessions() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        if row is None:
+            return None
+        return _KeyRecord(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            secret_hash=row.secret_hash,
+            scopes=frozenset(str(s) for s in row.scopes or ()),
+            revoked=row.revoked_at is not None,
+        )
+
+    async def _tenant(self, tenant_id: str) -> TenantInfo | None:
+        cached = self._tenants.get(tenant_id)
+        if cached is not None:
+            return cached
+        self.lookups += 1
+        async with self._sessions() as session:
+            row = await session.get(Tenant, tenant_id)
+        info = (
+            None
+            if row is None
+            else TenantInfo(
+                id=row.id,
+                slug=row.slug,
+                status="deleted" if row.deleted_at is not None else row.status,
+                plan=row.plan,
+                settings=dict(row.settings or {}),
+            )
+        )
+        self._tenants.put(tenant_id, info)
+        return info
+
+
+def _credential(headers: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization", "").strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated(
+                "Malformed Authorization header; use 'Bearer <token or API key>'.",
+                reason="CREDENTIAL_MALFORMED",
+            )
+        return value.strip()
+    api_key = headers.get("x-api-key", "").strip()
+    return api_key or None
+
+
+def _deny(exc: EmbrecError, method: str) -> Decision:
+    status = 401 if isinstance(exc, Unauthenticated) else 403
+    return Decision(
+        allowed=False, http_status=status, reason=exc.reason, message=exc.message, method=method
+    )

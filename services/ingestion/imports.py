@@ -1,0 +1,692 @@
+"""The import pipeline: rows in, validated, written in bulk, announced, audited.
+
+One :class:`ImportRun` per upload. Its life:
+
+1. ``start`` claims the upload in its own committed transaction. A client upload id
+   already used by this tenant returns that upload instead (idempotent retry).
+2. ``feed_bytes`` / ``feed_rows`` validate rows as they stream in and write them in
+   batches (bulk ``INSERT`` / ``ON CONFLICT DO UPDATE`` for items) inside *one* data
+   transaction, with the outbox events (CatalogChanged / InteractionsRecorded, at most
+   1000 rows each) in the same transaction. Memory stays bounded: one batch, the error
+   report (capped) and a bounded cache of known item ids.
+3. ``finish`` decides: STRICT with errors, or a dry run, rolls the data back; a file
+   whose content hash matches an earlier successful upload of the same kind rolls back
+   too and returns that upload (a retry without an upload id); otherwise the data,
+   events, upload row and audit record commit together.
+
+A stream that breaks off (client gone, server stopping) rolls back and *removes* the
+claim, so retrying with the same upload id imports the file instead of returning a
+half-finished upload.
+
+Progress: ``ImportRun.snapshot`` is served by GetUpload from memory while the run is
+live in this process; on PostgreSQL the upload row's counters are also refreshed every
+few seconds from a separate connection, for other replicas. (SQLite allows one writer,
+held by the data transaction, so there the counters land at the end.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_sessionmaker
+
+from embrec.events.v1 import events_pb2
+from embrec.ingestion.v1 import resources_pb2 as pb
+from services.audit.record import record_audit
+from services.errors import FieldViolation, InvalidArgument
+from services.event_messages import emit
+from services.identity.credentials import Principal
+from services.ingestion.parsing import (
+    CleanInteraction,
+    CleanItem,
+    HeaderError,
+    InteractionValidator,
+    ItemValidator,
+    RowError,
+    RowReader,
+)
+from services.storage.db import dialect_insert, is_postgresql
+from services.storage.models import Interaction, Item, Tenant, Upload, new_id, utcnow
+
+__all__ = ["ImportOptions", "ImportRun", "Importer", "LiveUploads"]
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["items", "interactions"]
+Policy = Literal["reject", "skip", "create"]
+
+#: Rows per bulk write. Big enough to amortise round trips, small enough for memory.
+BATCH_ROWS = 5000
+#: Rows per outbox event (the events contract says at most 1000).
+EVENT_ROWS = 1000
+#: Errors kept for the report; beyond it only counts (errors_truncated).
+MAX_STORED_ERRORS = 100_000
+#: Item ids remembered as known before the cache is reset (bounds memory).
+MAX_KNOWN_ITEMS = 500_000
+_PROGRESS_SECONDS = 2.0
+
+_TYPE_TO_PROTO = {
+    "view": pb.INTERACTION_TYPE_VIEW,
+    "click": pb.INTERACTION_TYPE_CLICK,
+    "add_to_cart": pb.INTERACTION_TYPE_ADD_TO_CART,
+    "purchase": pb.INTERACTION_TYPE_PURCHASE,
+    "rating": pb.INTERACTION_TYPE_RATING,
+}
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    kind: Kind
+    format: Literal["csv", "json", "typed"] = "csv"
+    mode: Literal["strict", "lenient"] = "lenient"
+    client_upload_id: str = ""
+    file_name: str = ""
+    validate_only: bool = False
+    #: Empty: the tenant's setting ``unknown_item_policy``, else reject.
+    unknown_item_policy: Policy | Literal[""] = ""
+
+
+@dataclass
+class Snapshot:
+    """Counters of a run, as GetUpload shows them."""
+
+    total: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    skipped: int = 0
+
+
+class LiveUploads:
+    """Runs in progress in this process, by upload row id (for GetUpload's progress)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ImportRun] = {}
+
+    def add(self, run: ImportRun) -> None:
+        self._runs[run.upload.id] = run
+
+    def remove(self, run: ImportRun) -> None:
+        self._runs.pop(run.upload.id, None)
+
+    def get(self, upload_id: str) -> ImportRun | None:
+        return self._runs.get(upload_id)
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def interaction_proto(row: CleanInteraction) -> pb.Interaction:
+    message = pb.Interaction(
+        user_id=row.user_id,
+        item_id=row.item_id,
+        interaction_type=_TYPE_TO_PROTO[row.type],
+        timestamp=timestamp(row.ts),
+        recommendation_id=row.recommendation_id,
+        event_id=row.event_id,
+    )
+    if row.value is not None:
+        message.value = row.value
+    return message
+
+
+def _item_proto(row: CleanItem) -> pb.Item:
+    message = pb.Item(
+        item_id=row.item_id,
+        title=row.title,
+        category=row.category,
+        image_url=row.image_url,
+        attributes=row.attributes,
+    )
+    if row.price is not None:
+        message.price = row.price
+    return message
+
+
+class Importer:
+    """Starts import runs for a process: sessions plus the registry of live runs."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.live = LiveUploads()
+
+    async def start(
+        self, tenant: Tenant, principal: Principal, options: ImportOptions
+    ) -> tuple[ImportRun | None, Upload | None]:
+        """A new run, or (None, existing upload) when the client upload id was used."""
+        if len(options.client_upload_id) > 128:
+            raise InvalidArgument(
+                "upload_id is at most 128 characters.",
+                violations=[FieldViolation("upload_id", "at most 128 characters")],
+            )
+        policy = options.unknown_item_policy or str(
+            tenant.settings.get("unknown_item_policy", "reject")
+        )
+        if policy not in ("reject", "skip", "create"):
+            policy = "reject"
+        details: dict[str, Any] = {
+            "mode": options.mode,
+            "format": options.format,
+            "file_name": options.file_name[:500],
+            "validate_only": options.validate_only,
+            "creator": principal.subject,
+            "unknown_item_policy": policy if options.kind == "interactions" else "",
+            "skipped_rows": 0,
+            "error_count": 0,
+        }
+        upload = Upload(
+            id=new_id(),
+            tenant_id=tenant.id,
+            kind=options.kind,
+            client_upload_id=options.client_upload_id or None,
+            status="processing",
+            total_rows=0,
+            accepted_rows=0,
+            rejected_rows=0,
+            errors=[],
+            created_at=utcnow(),
+            details=details,
+        )
+        try:
+            async with self.sessions() as session, session.begin():
+                session.add(upload)
+        except IntegrityError:
+            async with self.sessions() as session:
+                existing = await session.scalar(
+                    select(Upload).where(
+                        Upload.tenant_id == tenant.id,
+                        Upload.client_upload_id == options.client_upload_id,
+                    )
+                )
+            if existing is None:  # the other claim was rolled back meanwhile: try again
+                return await self.start(tenant, principal, options)
+            if existing.kind != options.kind:
+                raise InvalidArgument(
+                    f"upload_id {options.client_upload_id!r} was used for an import of "
+                    f"{existing.kind}; choose another id.",
+                    violations=[FieldViolation("upload_id", "already used for another kind")],
+                ) from None
+            return None, existing
+        run = ImportRun(self, tenant, principal, options, upload, policy)  # type: ignore[arg-type]
+        await run.open()
+        self.live.add(run)
+        return run, None
+
+
+@dataclass
+class ImportRun:
+    importer: Importer
+    tenant: Tenant
+    principal: Principal
+    options: ImportOptions
+    upload: Upload
+    policy: Policy
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+
+    def __post_init__(self) -> None:
+        self._reader = RowReader("json" if self.options.format == "json" else "csv")
+        self._hash = hashlib.sha256()
+        self._items: ItemValidator | None = None
+        self._interactions: InteractionValidator | None = None
+        self._batch: list[Any] = []
+        self._batch_rows: list[int] = []
+        self._known: set[str] = set()
+        self._writing = not self.options.validate_only
+        self._session: AsyncSession | None = None
+        self._transaction: AsyncSessionTransaction | None = None
+        self._update_columns: list[str] = []
+        self._last_progress = time.monotonic()
+        self._typed_row = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self._session = self.importer.sessions()
+        self._transaction = await self._session.begin()
+
+    @property
+    def _db(self) -> AsyncSession:
+        assert self._session is not None
+        return self._session
+
+    async def abort(self) -> None:
+        """The stream broke off: drop everything, including the claim on the upload id."""
+        self.importer.live.remove(self)
+        await self._close_data(commit=False)
+        try:
+            async with self.importer.sessions() as session, session.begin():
+                await session.execute(delete(Upload).where(Upload.id == self.upload.id))
+        except Exception:
+            logger.exception("could not remove the claim of aborted upload %s", self.upload.id)
+
+    async def _close_data(self, *, commit: bool) -> None:
+        if self._session is None:
+            return
+        session, self._session = self._session, None
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                if commit:
+                    await self._transaction.commit()
+                else:
+                    await self._transaction.rollback()
+        finally:
+            await session.close()
+
+    # ------------------------------------------------------------------ input
+
+    async def feed_bytes(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        try:
+            for row, fields, error in self._reader.feed(chunk):
+                await self._row(row, fields, error)
+        except HeaderError as exc:
+            raise self._header_error(exc) from None
+
+    async def feed_rows(self, rows: Iterable[dict[str, str]], columns: Sequence[str]) -> None:
+        """Typed rows (already fields by name), numbered by position in the stream."""
+        if self._items is None and self._interactions is None:
+            self._validators(list(columns), free_form=True)
+        for fields in rows:
+            self._hash.update(repr(sorted(fields.items())).encode())
+            self._typed_row += 1
+            await self._row(self._typed_row, fields, None)
+
+    def _header_error(self, exc: HeaderError) -> InvalidArgument:
+        return InvalidArgument(
+            str(exc),
+            reason="INVALID_FILE",
+            violations=[FieldViolation(f"header.{exc.column}" if exc.column else "file", str(exc))],
+            metadata={"reason": exc.reason, **({"column": exc.column} if exc.column else {})},
+        )
+
+    def _validators(self, columns: list[str], *, free_form: bool = False) -> None:
+        """Build the row validator from the header.
+
+        ``free_form`` (JSON Lines, typed rows): every row names its own fields, so all
+        columns are updated and attributes are discovered per row.
+        """
+        if free_form:
+            columns = (
+                ["item_id", "title", "category", "price", "image_url"]
+                if self.options.kind == "items"
+                else ["user_id", "item_id", "interaction_type"]
+            )
+        try:
+            if self.options.kind == "items":
+                self._items = ItemValidator(columns)
+                header_errors = self._items.header_errors
+                # Upserts change only the columns the file has, so a price-only file
+                # does not wipe titles.
+                self._update_columns = [
+                    c for c in ("title", "category", "price", "image_url") if c in columns
+                ]
+                if free_form or any(
+                    c not in ("item_id", "title", "category", "price", "image_url") for c in columns
+                ):
+                    self._update_columns.append("attributes")
+            else:
+                self._interactions = InteractionValidator(columns)
+                header_errors = self._interactions.header_errors
+        except HeaderError as exc:
+            raise self._header_error(exc) from None
+        for error in header_errors:
+            self._error(error)
+
+    async def _row(self, row: int, fields: dict[str, str], error: RowError | None) -> None:
+        if self._items is None and self._interactions is None:
+            if self._reader.header is not None:
+                self._validators(self._reader.header)
+            else:  # JSON Lines: each object names its own fields
+                self._validators([], free_form=True)
+        self.snapshot.total += 1
+        if error is not None:
+            self._reject([RowError(row, error.column, error.reason, error.message, error.value)])
+            return
+        if self._items is not None:
+            item, errors = self._items.validate(row, fields)
+            if item is None:
+                self._reject(errors)
+                return
+            self._batch.append(item)
+        else:
+            assert self._interactions is not None
+            interaction, errors = self._interactions.validate(row, fields)
+            if interaction is None:
+                self._reject(errors)
+                return
+            if self._interactions.is_duplicate(interaction):
+                self.snapshot.skipped += 1
+                return
+            self._batch.append(interaction)
+        self._batch_rows.append(row)
+        if len(self._batch) >= BATCH_ROWS:
+            await self._flush()
+
+    def _reject(self, errors: list[RowError]) -> None:
+        self.snapshot.rejected += 1
+        for error in errors:
+            self._error(error)
+
+    def _error(self, error: RowError) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_STORED_ERRORS:
+            self.errors.append(error)
+        if self.options.mode == "strict":
+            self._writing = False  # the data will be rolled back; stop writing it
+
+    # ------------------------------------------------------------------ writing
+
+    async def _flush(self) -> None:
+        batch, rows = self._batch, self._batch_rows
+        self._batch, self._batch_rows = [], []
+        if not batch:
+            return
+        if self._items is not None:
+            await self._write_items(batch)
+        else:
+            await self._write_interactions(batch, rows)
+        await self._report_progress()
+
+    async def _write_items(self, items: list[CleanItem]) -> None:
+        self.snapshot.accepted += len(items)
+        if not self._writing:
+            return
+        now = utcnow()
+        values = [
+            {
+                "tenant_id": self.tenant.id,
+                "item_id": item.item_id,
+                "title": item.title or None,
+                "category": item.category or None,
+                "price": item.price,
+                "image_url": item.image_url or None,
+                "attributes": item.attributes,
+                "updated_at": now,
+            }
+            for item in items
+        ]
+        statement = dialect_insert(self._db, Item)
+        update_set = {c: statement.excluded[c] for c in self._update_columns}
+        update_set["updated_at"] = statement.excluded.updated_at
+        await self._db.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant_id", "item_id"], set_=update_set
+            ),
+            values,
+        )
+        count = await self._db.scalar(
+            select(func.count()).select_from(Item).where(Item.tenant_id == self.tenant.id)
+        )
+        for start in range(0, len(items), EVENT_ROWS):
+            emit(
+                self._db,
+                events_pb2.CatalogChanged(
+                    upserted_items=[_item_proto(i) for i in items[start : start + EVENT_ROWS]],
+                    upload_id=self.public_id,
+                    item_count=int(count or 0),
+                ),
+                tenant_id=self.tenant.id,
+            )
+
+    async def _write_interactions(
+        self, interactions: list[CleanInteraction], rows: list[int]
+    ) -> None:
+        missing = await self._unknown_items({i.item_id for i in interactions})
+        if missing:
+            kept: list[CleanInteraction] = []
+            placeholders: set[str] = set()
+            for interaction, row in zip(interactions, rows, strict=True):
+                if interaction.item_id not in missing:
+                    kept.append(interaction)
+                elif self.policy == "skip":
+                    self.snapshot.skipped += 1
+                elif self.policy == "create":
+                    placeholders.add(interaction.item_id)
+                    kept.append(interaction)
+                else:
+                    self._reject(
+                        [
+                            RowError(
+                                row,
+                                "item_id",
+                                "UNKNOWN_ITEM",
+                                "item_id is not in the catalog; import the item first, or "
+                                "use unknown_item_policy CREATE_PLACEHOLDER or SKIP.",
+                                interaction.item_id[:200],
+                            )
+                        ]
+                    )
+            interactions = kept
+            if placeholders and self._writing:
+                statement = dialect_insert(self._db, Item).on_conflict_do_nothing(
+                    index_elements=["tenant_id", "item_id"]
+                )
+                now = utcnow()
+                await self._db.execute(
+                    statement,
+                    [
+                        {
+                            "tenant_id": self.tenant.id,
+                            "item_id": item_id,
+                            "attributes": {},
+                            "updated_at": now,
+                        }
+                        for item_id in sorted(placeholders)
+                    ],
+                )
+            self._known |= placeholders
+        self.snapshot.accepted += len(interactions)
+        if not self._writing or not interactions:
+            return
+        upload_id = self.upload.id
+        tenant_id = self.tenant.id
+        await self._db.execute(
+            insert(Interaction),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "user_id": i.user_id,
+                    "item_id": i.item_id,
+                    "type": i.type,
+                    "ts": i.ts,
+                    "value": i.value,
+                    "recommendation_id": i.recommendation_id or None,
+                    "upload_id": upload_id,
+                }
+                for i in interactions
+            ],
+        )
+        for start in range(0, len(interactions), EVENT_ROWS):
+            emit(
+                self._db,
+                events_pb2.InteractionsRecorded(
+                    interactions=[
+                        interaction_proto(i) for i in interactions[start : start + EVENT_ROWS]
+                    ],
+                    source=events_pb2.INTERACTION_SOURCE_UPLOAD,
+                    upload_id=self.public_id,
+                ),
+                tenant_id=tenant_id,
+            )
+
+    async def _unknown_items(self, item_ids: set[str]) -> set[str]:
+        unknown = item_ids - self._known
+        if not unknown:
+            return set()
+        found: set[str] = set()
+        ordered = sorted(unknown)
+        for start in range(0, len(ordered), 1000):
+            part = ordered[start : start + 1000]
+            found.update(
+                await self._db.scalars(
+                    select(Item.item_id).where(
+                        Item.tenant_id == self.tenant.id, Item.item_id.in_(part)
+                    )
+                )
+            )
+        if len(self._known) + len(found) > MAX_KNOWN_ITEMS:
+            self._known.clear()
+        self._known |= found
+        return unknown - found
+
+    async def _report_progress(self) -> None:
+        if time.monotonic() - self._last_progress < _PROGRESS_SECONDS:
+            return
+        self._last_progress = time.monotonic()
+        if not is_postgresql(self._db):
+            return
+        try:
+            async with self.importer.sessions() as session, session.begin():
+                await session.execute(
+                    update(Upload)
+                    .where(Upload.id == self.upload.id)
+                    .values(
+                        total_rows=self.snapshot.total,
+                        accepted_rows=self.snapshot.accepted,
+                        rejected_rows=self.snapshot.rejected,
+                    )
+                )
+        except Exception as exc:  # progress is best effort; the import goes on
+            logger.warning("could not record progress of upload %s: %s", self.upload.id, exc)
+
+    # ------------------------------------------------------------------ the end
+
+    @property
+    def public_id(self) -> str:
+        return self.upload.client_upload_id or self.upload.id
+
+    async def finish(self) -> Upload:
+        """Validate the tail, then commit or roll back; returns the final upload row."""
+        try:
+            if self.options.format != "typed":
+                try:
+                    for row, fields, error in self._reader.finish():
+                        await self._row(row, fields, error)
+                except HeaderError as exc:
+                    raise self._header_error(exc) from None
+                if self._items is None and self._interactions is None:
+                    if self._reader.header is not None:
+                        self._validators(self._reader.header)
+                    else:
+                        raise InvalidArgument(
+                            "The file has no rows.",
+                            reason="INVALID_FILE",
+                            violations=[FieldViolation("file", "no JSON objects")],
+                        )
+            elif self._items is None and self._interactions is None:
+                raise InvalidArgument(
+                    "The import has no rows: send options, then item or interaction batches.",
+                    violations=[FieldViolation("rows", "no rows")],
+                )
+            await self._flush()
+        except BaseException:
+            await self.abort()
+            raise
+        return await self._conclude()
+
+    async def _conclude(self) -> Upload:
+        content_hash = self._hash.hexdigest()
+        failed = self.options.mode == "strict" and self.error_count > 0
+        self.errors.sort(key=lambda e: (e.row, e.column))
+        commit = self._writing and not failed and not self.options.validate_only
+        duplicate: Upload | None = None
+        if commit:
+            duplicate = await self._db.scalar(
+                select(Upload)
+                .where(
+                    Upload.tenant_id == self.tenant.id,
+                    Upload.kind == self.options.kind,
+                    Upload.content_hash == content_hash,
+                    Upload.status == "succeeded",
+                    Upload.id != self.upload.id,
+                )
+                .order_by(Upload.created_at)
+                .limit(1)
+            )
+        if duplicate is not None:
+            self._db.expunge(duplicate)  # keep it readable after the rollback below
+        if duplicate is not None and not bool(duplicate.details.get("validate_only")):
+            # Same bytes imported before: a retry. Nothing new is written.
+            logger.info(
+                "upload %s repeats upload %s; not imported again", self.upload.id, duplicate.id
+            )
+            await self.abort()
+            return duplicate
+        values = {
+            "status": "failed" if failed else "succeeded",
+            "content_hash": content_hash,
+            "total_rows": self.snapshot.total,
+            "accepted_rows": 0 if failed else self.snapshot.accepted,
+            "rejected_rows": self.snapshot.rejected,
+            "errors": [e.as_dict() for e in self.errors],
+            "completed_at": utcnow(),
+            "details": {
+                **self.upload.details,
+                "skipped_rows": self.snapshot.skipped,
+                "error_count": self.error_count,
+                "bytes": self._reader.bytes_read,
+            },
+        }
+        metadata = {
+            "upload_id": self.public_id,
+            "rows_total": str(self.snapshot.total),
+            "rows_accepted": str(values["accepted_rows"]),
+            "rows_rejected": str(self.snapshot.rejected),
+            "mode": self.options.mode,
+            "validate_only": str(self.options.validate_only).lower(),
+        }
+        action = f"ingestion.import_{self.options.kind}"
+        try:
+            if commit:
+                session = self._db
+                await session.execute(
+                    update(Upload).where(Upload.id == self.upload.id).values(**values)
+                )
+                self._audit(session, action, "success", metadata)
+                await self._close_data(commit=True)
+            else:
+                await self._close_data(commit=False)
+                async with self.importer.sessions() as session, session.begin():
+                    await session.execute(
+                        update(Upload).where(Upload.id == self.upload.id).values(**values)
+                    )
+                    self._audit(session, action, "failure" if failed else "success", metadata)
+        except BaseException:
+            await self.abort()
+            raise
+        finally:
+            self.importer.live.remove(self)
+        for key, value in values.items():
+            setattr(self.upload, key, value)
+        return self.upload
+
+    def _audit(
+        self, session: AsyncSession, action: str, outcome: str, metadata: dict[str, str]
+    ) -> None:
+        record_audit(
+            session,
+            tenant_id=self.tenant.id,
+            actor=self.principal.subject,
+            impersonator=self.principal.impersonator,
+            action=action,
+            target=f"uploads/{self.public_id}",
+            outcome=outcome,
+            metadata=metadata,
+        )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

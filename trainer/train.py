@@ -1,0 +1,331 @@
+"""The LightGCN training loop: epochs, evaluation, early stopping, checkpoints.
+
+Why this module exists: the trainer worker and the bench both need one loop that is
+deterministic for a seed, can be cancelled between any two steps, reports progress
+with an ETA, survives restarts through checkpoints (model + optimizer + epoch + config
++ RNG state), fails loudly on a diverging loss, and hands back plain numpy embeddings
+plus the figures an operator wants (metrics, timings, peak memory).
+
+Learning-rate schedules are defined over *progress* in [0, 1]: by default steps done
+out of ``epochs * steps_per_epoch``; with ``max_seconds`` the share of the time budget
+used, so a cosine decay ends when the budget does (the bench uses this; such runs are
+not bit-reproducible because progress depends on the clock).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from trainer.config import LightGCNConfig, resolve_device
+from trainer.data import InteractionData, NegativeSampler
+from trainer.evaluate import evaluate_embeddings
+from trainer.model import LightGCN
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "NonFiniteLossError",
+    "ProgressCallback",
+    "TrainResult",
+    "lr_factor",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+ProgressCallback = Callable[[int, int, float, dict[str, float], float], None]
+"""``on_progress(epoch, total_epochs, loss, metrics, eta_seconds)``; metrics is empty
+on epochs without evaluation."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: lower the learning rate or check the data."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or cancelled) run hands back."""
+
+    user_embeddings: npt.NDArray[np.float32]
+    item_embeddings: npt.NDArray[np.float32]
+    metrics: dict[str, float]  # evaluation of the returned embeddings
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    peak_cuda_mb: float = 0.0
+    cancelled: bool = False
+    stopped_early: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def lr_factor(progress: float, config: LightGCNConfig) -> float:
+    """Multiplier of ``config.lr`` at ``progress`` in [0, 1] (warm-up, then schedule)."""
+    p = min(max(progress, 0.0), 1.0)
+    w = config.warmup_fraction
+    if w > 0 and p < w:
+        return max(p / w, 1e-3)
+    if config.lr_schedule == "constant":
+        return 1.0
+    q = (p - w) / (1.0 - w) if w < 1 else 1.0
+    floor = config.min_lr_ratio
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * q))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def train(
+    data: InteractionData,
+    config: LightGCNConfig,
+    *,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    max_seconds: float | None = None,
+    eval_split: str = "auto",
+) -> TrainResult:
+    """Train LightGCN on ``data.train``; evaluate on ``eval_split``.
+
+    ``eval_split``: ``"valid"``, ``"test"``, or ``"auto"`` (valid when non-empty, else
+    test — the Gowalla protocol of the paper). Early stopping watches
+    ``config.early_stop_metric`` on that split and the best embeddings are returned.
+    With ``checkpoint_dir`` a checkpoint is written after every epoch, and if one is
+    there already (and ``resume``) training continues from it. ``should_cancel`` is
+    polled every step; on True the run returns at once with ``cancelled`` (the
+    checkpoint of the last completed epoch stays, so a resume replays the partial one).
+    """
+    threads_before = torch.get_num_threads()
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    try:
+        return _train(
+            data, config, on_progress=on_progress, should_cancel=should_cancel,
+            checkpoint_dir=checkpoint_dir, resume=resume, max_seconds=max_seconds,
+            eval_split=eval_split,
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(
+    data: InteractionData,
+    config: LightGCNConfig,
+    *,
+    on_progress: ProgressCallback | None,
+    should_cancel: Callable[[], bool] | None,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    max_seconds: float | None,
+    eval_split: str,
+) -> TrainResult:
+    t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    split = eval_split
+    if split == "auto":
+        split = "valid" if len(data.valid) > 0 else "test"
+    train_csr = data.train_csr()
+    eval_csr = data.split_csr(split)
+
+    gen = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = LightGCN(
+        data.n_users, data.n_items, data.adjacency(),
+        embedding_dim=config.embedding_dim, n_layers=config.n_layers,
+        init=config.init, init_std=config.init_std, generator=gen,
+    ).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+    sampler = NegativeSampler(data.train.users, data.train.items, data.n_items)
+
+    n_train = len(data.train)
+    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+
+    start_epoch, step = 0, 0
+    history: list[dict[str, float]] = []
+    best_value, best_epoch, bad_evals = -math.inf, -1, 0
+    best_state: torch.Tensor | None = None
+    best_metrics: dict[str, float] = {}
+    elapsed_before = 0.0  # train seconds spent before a resume (time-budget runs)
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+        history = list(state["history"])
+        best_value, best_epoch = float(state["best_value"]), int(state["best_epoch"])
+        bad_evals = int(state["bad_evals"])
+        best_state = state["best_state"]
+        best_metrics = dict(state["best_metrics"])
+        elapsed_before = float(state.get("elapsed", 0.0))
+        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+
+    def save_checkpoint(epoch_done: int, elapsed: float) -> None:
+        if ckpt_path is None:
+            return
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "epoch": epoch_done, "step": step, "config": config.model_dump(),
+                "numpy_rng": rng.bit_generator.state, "history": history,
+                "best_value": best_value, "best_epoch": best_epoch, "bad_evals": bad_evals,
+                "best_state": best_state, "best_metrics": best_metrics, "elapsed": elapsed,
+            },
+            tmp,
+        )
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, ckpt_path)
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        u, i = model.final_embeddings()
+        model.train()
+        return evaluate_embeddings(
+            u, i, train_csr, eval_csr, ks=config.eval_ks, batch_users=config.eval_batch_users
+        )
+
+    t_train = 0.0
+    t_eval = 0.0
+    cancelled = stopped_early = False
+    epoch = start_epoch
+    loop_start = time.perf_counter()
+    users_all = data.train.users
+    items_all = data.train.items
+    for epoch in range(start_epoch, config.epochs):
+        t_ep = time.perf_counter()
+        perm = rng.permutation(n_train)
+        loss_sum, n_batches = 0.0, 0
+        out_of_time = False
+        for b in range(steps_per_epoch):
+            if should_cancel is not None and should_cancel():
+                cancelled = True
+                break
+            elapsed = elapsed_before + time.perf_counter() - loop_start - t_eval
+            if max_seconds is not None:
+                if elapsed >= max_seconds:
+                    out_of_time = True
+                    break
+                progress = elapsed / max_seconds
+            else:
+                progress = step / total_steps
+            for g in opt.param_groups:
+                g["lr"] = config.lr * lr_factor(progress, config)
+            idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
+            users = users_all[idx]
+            neg = sampler.sample(users, config.negatives, rng)
+            u_t = torch.from_numpy(users).to(device)
+            p_t = torch.from_numpy(items_all[idx]).to(device)
+            n_t = torch.from_numpy(neg).to(device)
+            loss, _, _ = model.loss(
+                u_t, p_t, n_t, config.l2, hardest=config.negative_selection == "hardest"
+            )
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss is {value} at epoch {epoch} step {b} (lr {opt.param_groups[0]['lr']:g})"
+                    "; lower lr or check the input data"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            step += 1
+            loss_sum += value
+            n_batches += 1
+        t_train += time.perf_counter() - t_ep
+        if cancelled or (out_of_time and n_batches == 0):
+            break
+        if max_seconds is not None and (
+            elapsed_before + time.perf_counter() - loop_start - t_eval >= max_seconds
+        ):
+            out_of_time = True  # budget used up: evaluate this epoch as the last one
+        epoch_loss = loss_sum / max(n_batches, 1)
+        metrics: dict[str, float] = {}
+        last_epoch = epoch + 1 == config.epochs or out_of_time
+        if (epoch + 1) % config.eval_every == 0 or last_epoch:
+            t_ev = time.perf_counter()
+            metrics = evaluate()
+            t_eval += time.perf_counter() - t_ev
+            value_m = metrics.get(config.early_stop_metric, math.nan)
+            if value_m > best_value:
+                best_value, best_epoch, bad_evals = value_m, epoch + 1, 0
+                best_state = model.embedding.detach().clone()
+                best_metrics = metrics
+            else:
+                bad_evals += 1
+        history.append(
+            {"epoch": epoch + 1, "loss": epoch_loss, "seconds": time.perf_counter() - t_start,
+             **metrics}
+        )
+        done = epoch + 1 - start_epoch
+        elapsed_all = elapsed_before + time.perf_counter() - loop_start
+        if max_seconds is not None:
+            eta = max(0.0, max_seconds - (elapsed_all - t_eval))
+        else:
+            eta = elapsed_all / max(done, 1) * (config.epochs - epoch - 1)
+        save_checkpoint(epoch + 1, elapsed_before + time.perf_counter() - loop_start - t_eval)
+        if on_progress is not None:
+            on_progress(epoch + 1, config.epochs, epoch_loss, metrics, eta)
+        if out_of_time:
+            break
+        if config.patience > 0 and bad_evals >= config.patience:
+            stopped_early = True
+            log.info("early stop at epoch %d (best %d)", epoch + 1, best_epoch)
+            break
+
+    if best_state is not None and not cancelled:
+        with torch.no_grad():
+            model.embedding.copy_(best_state)
+        metrics_out = best_metrics
+    else:
+        metrics_out = {} if cancelled else evaluate()
+        best_epoch = epoch
+    u_fin, i_fin = model.final_embeddings()
+    epochs_run = len(history)
+    result = TrainResult(
+        user_embeddings=u_fin.cpu().numpy().astype(np.float32),
+        item_embeddings=i_fin.cpu().numpy().astype(np.float32),
+        metrics=metrics_out,
+        best_epoch=best_epoch,
+        epochs_run=epochs_run,
+        history=history,
+        timings={
+            "total_seconds": time.perf_counter() - t_start,
+            "train_seconds": t_train,
+            "eval_seconds": t_eval,
+            "seconds_per_epoch": t_train / max(epochs_run - start_epoch, 1),
+        },
+        peak_rss_mb=_peak_rss_mb(),
+        peak_cuda_mb=(
+            torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+        ),
+        cancelled=cancelled,
+        stopped_early=stopped_early,
+        config=config.model_dump(),
+    )
+    return result
