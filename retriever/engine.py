@@ -21,6 +21,7 @@ be scored; deleted products must not be served).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -275,10 +276,39 @@ _USER_EMB = ("user_embeddings.npy", "user_emb.npy", "users.npy")
 _ITEM_IDS = ("item_ids.json", "item_id_map.json", "item_map.json")
 _USER_IDS = ("user_ids.json", "user_id_map.json", "user_map.json")
 _POPULARITY = ("popularity.json", "item_popularity.json")
+_POPULARITY_NPY = ("popularity.npy", "item_popularity.npy")
+_MANIFEST = "manifest.json"
 
 
 def _first(directory: Path, names: Sequence[str]) -> Path | None:
     return next((directory / n for n in names if (directory / n).is_file()), None)
+
+
+def _verify_manifest(directory: Path) -> dict[str, Any]:
+    """Check the sha256 of every file a trainer manifest lists (if there is one).
+
+    The trainer (``trainer/artifacts.py``) writes ``manifest.json`` with
+    ``{"files": {name: {"sha256": ...}}, "version": ...}``; a half-written or
+    bit-flipped embedding file must never be served.
+    """
+    path = directory / _MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: unreadable manifest: {exc}") from exc
+    for name, meta in dict(manifest.get("files", {})).items():
+        target = directory / name
+        if not target.is_file():
+            raise ArtifactError(f"{target}: listed in the manifest but missing")
+        digest = hashlib.sha256()
+        with target.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != meta.get("sha256"):
+            raise ArtifactError(f"{target}: sha256 does not match the manifest")
+    return manifest
 
 
 def parse_id_map(raw: Any, n_rows: int) -> list[str]:
@@ -362,14 +392,18 @@ def load_from_artifacts(
       (required; shapes in :func:`parse_id_map`);
     * user embeddings + ids: ``user_embeddings.npy`` … / ``user_ids.json`` … (optional
       together: without them every user goes through fold-in or popularity);
-    * popularity: ``popularity.json`` | ``item_popularity.json`` (optional; shapes in
-      :func:`parse_popularity`; without it the fallback ranks by catalog order);
+    * popularity: ``popularity.json`` | ``item_popularity.json`` (shapes in
+      :func:`parse_popularity`) or ``popularity.npy`` | ``item_popularity.npy`` (one
+      score per embedding row, e.g. the trainer's train counts); optional, without it
+      the fallback ranks by catalog order;
+    * ``manifest.json`` (optional): every listed file's sha256 is checked first;
     * ``index/`` with ``index_spec.json`` from :meth:`ShardedIndex.save` (optional;
       used when no catalog re-alignment was needed, else the index is rebuilt).
 
-    ``model_version`` defaults to the directory name.
+    ``model_version`` defaults to the manifest's ``version``, else the directory name.
     """
     src = Path(directory)
+    manifest = _verify_manifest(src)
     item_path = _first(src, _ITEM_EMB)
     item_ids_path = _first(src, _ITEM_IDS)
     if item_path is None or item_ids_path is None:
@@ -408,13 +442,18 @@ def load_from_artifacts(
             raise ArtifactError("user and item embeddings must share the dimension")
 
     pop_path = _first(src, _POPULARITY)
-    popularity = (
-        Popularity.from_mapping(
+    pop_npy = _first(src, _POPULARITY_NPY)
+    if pop_path is not None:
+        popularity = Popularity.from_mapping(
             parse_popularity(json.loads(pop_path.read_text())), sub_catalog.positions
         )
-        if pop_path is not None
-        else Popularity.uniform(len(sub_catalog))
-    )
+    elif pop_npy is not None:
+        counts = np.load(pop_npy).astype(np.float64).ravel()
+        if counts.shape[0] != emb.shape[0]:
+            raise ArtifactError(f"{pop_npy}: expected one score per embedding row")
+        popularity = Popularity(np.ascontiguousarray(counts[rows]))
+    else:
+        popularity = Popularity.uniform(len(sub_catalog))
 
     index = None
     if identity and (src / "index" / "index_spec.json").is_file():
@@ -422,7 +461,7 @@ def load_from_artifacts(
 
     return TenantModelIndex.build(
         tenant_id,
-        model_version if model_version is not None else src.name,
+        model_version if model_version is not None else str(manifest.get("version") or src.name),
         sub_catalog,
         items,
         user_embeddings=users,

@@ -261,18 +261,18 @@ def filtered_search(
         return res
     if mask.shape != (n,):
         raise ValueError("mask must have one entry per indexed item")
-    matching = np.flatnonzero(mask).astype(np.int64)
-    m = int(matching.size)
+    m = int(np.count_nonzero(mask))
     if m == 0:
         return FilteredResult(np.empty(0, np.int64), np.empty(0, np.float32), "direct", 0)
     chosen = strategy or choose_strategy(index, m, policy)
     if chosen == "direct":
+        matching = np.flatnonzero(mask).astype(np.int64)
         s, i = exact_topk(index.vectors, q, min(count, m), matching)
         return _trim(s[0], i[0], count, "direct", 1)
     if chosen == "selector":
         s, i = index.search(q, min(count, m), allowed=mask)
         return _trim(s[0], i[0], count, "selector", 1)
-    return _overfetch(index, q, count, mask, matching, policy)
+    return _overfetch(index, q, count, mask, m, policy)
 
 
 def _overfetch(
@@ -280,11 +280,10 @@ def _overfetch(
     q: npt.NDArray[np.float32],
     count: int,
     mask: BoolArray,
-    matching: npt.NDArray[np.int64],
+    m: int,
     policy: FilterPolicy,
 ) -> FilteredResult:
     n = index.ntotal
-    m = int(matching.size)
     need = min(count, m)
     cap = max(need, policy.overfetch_max_k)
     k = min(n, max(need, min(cap, math.ceil(need * policy.overfetch_factor * n / m))))
@@ -300,7 +299,7 @@ def _overfetch(
         if k >= n or k >= cap:
             break
         k = min(n, cap, k * policy.overfetch_growth)
-    s, i = exact_topk(index.vectors, q, need, matching)
+    s, i = exact_topk(index.vectors, q, need, np.flatnonzero(mask).astype(np.int64))
     return _trim(s[0], i[0], count, "overfetch", rounds + 1)
 
 

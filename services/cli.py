@@ -222,6 +222,35 @@ def bench_retrieval(
     run_bench(n_items=items, dim=dim)
 
 
+@bench_app.command("authz")
+def bench_authz(
+    requests: Annotated[int, typer.Option(help="Requests per Envoy configuration.")] = 2000,
+) -> None:
+    """Authz decision latency (cached, uncached) and the secured gateway's overhead."""
+    from gateway.bench import bench_authz as run_bench
+
+    run_bench(requests, REPO_ROOT)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    rows: Annotated[int, typer.Option(help="Interactions in the imported CSV.")] = 1_000_000,
+    database_url: Annotated[
+        str, typer.Option(help="PostgreSQL URL (postgresql+asyncpg://...); default SQLite.")
+    ] = "",
+    track_calls: Annotated[int, typer.Option(help="Sequential TrackEvents calls.")] = 1000,
+    analytics_rows: Annotated[
+        int, typer.Option(help="Also load this many interactions and time GetAnalytics.")
+    ] = 0,
+) -> None:
+    """Bulk import interactions/s, peak server memory, TrackEvents and analytics latency."""
+    from services.ingestion.bench import bench_ingest as run_bench
+
+    run_bench(
+        rows=rows, database_url=database_url, track_calls=track_calls, analytics_rows=analytics_rows
+    )
+
+
 @admin_app.command("create")
 def admin_create(
     email: Annotated[str, typer.Option(help="The admin's sign-in email.")],

@@ -117,9 +117,13 @@ def write_artifacts(
                 os.fsync(fh.fileno())
             files[p.name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
         manifest = {
-            "format_version": FORMAT_VERSION, "version": version, "data_hash": data_hash,
-            "n_users": len(user_ids), "n_items": len(item_ids),
-            "dim": int(item_embeddings.shape[1]), "files": files,
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "data_hash": data_hash,
+            "n_users": len(user_ids),
+            "n_items": len(item_ids),
+            "dim": int(item_embeddings.shape[1]),
+            "files": files,
         }
         with (tmp / MANIFEST).open("w") as fh:
             json.dump(manifest, fh, indent=1, sort_keys=True)

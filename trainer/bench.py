@@ -61,8 +61,10 @@ def bench_train(
         out(line + f"  eta {eta:5.0f}s")
 
     result = train(
-        data, config.with_overrides(epochs=10**6) if minutes > 0 else config,
-        on_progress=progress, max_seconds=minutes * 60 if minutes > 0 else None,
+        data,
+        config.with_overrides(epochs=10**6) if minutes > 0 else config,
+        on_progress=progress,
+        max_seconds=minutes * 60 if minutes > 0 else None,
         eval_split="test",
     )
     best = result.metrics
@@ -103,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="config override; VALUE parsed as JSON when possible",
     )
     args = parser.parse_args(argv)
@@ -116,8 +121,12 @@ def main(argv: list[str] | None = None) -> None:
             overrides[key] = raw
     d: Path = args.dataset_dir
     bench_train(
-        d / "train.txt.gz", d / "test.txt.gz", minutes=args.minutes, config_path=args.config,
-        out=lambda s: print(s, flush=True), **overrides,
+        d / "train.txt.gz",
+        d / "test.txt.gz",
+        minutes=args.minutes,
+        config_path=args.config,
+        out=lambda s: print(s, flush=True),
+        **overrides,
     )
 
 

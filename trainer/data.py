@@ -80,7 +80,11 @@ class InteractionData:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_gowalla(
-        cls, train_path: str | Path, test_path: str | Path, *, val_fraction: float = 0.0,
+        cls,
+        train_path: str | Path,
+        test_path: str | Path,
+        *,
+        val_fraction: float = 0.0,
         seed: int = 0,
     ) -> InteractionData:
         """Load the LightGCN/NGCF text format (``user item item ...``; ``.gz`` allowed).
@@ -101,7 +105,9 @@ class InteractionData:
         return cls(
             user_ids=[str(i) for i in range(n_users)],
             item_ids=[str(i) for i in range(n_items)],
-            train=train, test=Split(te_u, te_i), valid=valid,
+            train=train,
+            test=Split(te_u, te_i),
+            valid=valid,
         )
 
     @classmethod
@@ -141,8 +147,11 @@ class InteractionData:
             key = _lookup_ts(u, i, ts, train, len(item_ids))
             train, valid = _hold_out(train.users, train.items, key, val_fraction)
         return cls(
-            user_ids=[str(x) for x in user_ids], item_ids=[str(x) for x in item_ids],
-            train=train, test=test, valid=valid,
+            user_ids=[str(x) for x in user_ids],
+            item_ids=[str(x) for x in item_ids],
+            train=train,
+            test=test,
+            valid=valid,
         )
 
     # ------------------------------------------------------------------ derived

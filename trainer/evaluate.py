@@ -89,8 +89,13 @@ def evaluate_embeddings(
     """Evaluate dot-product scores of final user/item embeddings."""
     item_t = item_emb.T.contiguous()
     return evaluate_scorer(
-        lambda u: user_emb[u] @ item_t, item_emb.shape[0], train, test,
-        ks=ks, batch_users=batch_users, device=user_emb.device,
+        lambda u: user_emb[u] @ item_t,
+        item_emb.shape[0],
+        train,
+        test,
+        ks=ks,
+        batch_users=batch_users,
+        device=user_emb.device,
     )
 
 

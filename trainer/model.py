@@ -5,11 +5,13 @@ embrec — ego embeddings propagated K times over D^-1/2 A D^-1/2 and averaged o
 K+1 layers (layer 0 included), scored by dot product. The trainer owns the loop; this
 module owns forward / loss / predict / full-sort scoring.
 
-Cost model (docs/trainer.md): on CPU one training step is dominated by the 2K sparse
-products over the whole graph (K forward, K backward), whatever the batch size. The
-propagation is therefore a custom autograd function that relies on A being symmetric:
-the backward of ``mean_k A^k E`` is ``mean_k A^k G``, computed with the same CSR
-matrix (no transpose, no saved intermediates).
+Cost model (docs/trainer.md): on CPU a training step pays 2K sparse products over the
+whole graph (K forward, K backward) whatever the batch size, plus the batch's gathers
+and — with plain autograd — their row-by-row scatter backward, which measured *more*
+than the propagation. Hence two custom autograd functions: the propagation, whose
+backward reuses the symmetric CSR matrix (``d/dE mean_k A^k E`` applied to G is
+``mean_k A^k G``: no transpose, no saved intermediates), and the pair scores, whose
+backward is two small sparse products. The L2 term is a weighted sum over the table.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ class _PairScores(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, u_all: torch.Tensor, i_all: torch.Tensor, users: torch.Tensor,
+        ctx: Any,
+        u_all: torch.Tensor,
+        i_all: torch.Tensor,
+        users: torch.Tensor,
         items: torch.Tensor,
     ) -> torch.Tensor:
         b, m = items.shape
@@ -142,8 +147,13 @@ class LightGCN(nn.Module):
         return out[: self.n_users], out[self.n_users :]
 
     def loss(
-        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, l2: float,
-        *, hardest: bool = False,
+        self,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        l2: float,
+        *,
+        hardest: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """BPR loss + L2 on the batch's ego embeddings; returns (total, bpr, reg).
 

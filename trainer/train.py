@@ -62,7 +62,9 @@ class TrainResult:
 
     user_embeddings: npt.NDArray[np.float32]
     item_embeddings: npt.NDArray[np.float32]
-    metrics: dict[str, float]  # evaluation of the returned embeddings
+    metrics: dict[str, float]  # the returned embeddings on the eval split (early stopping)
+    test_metrics: dict[str, float]  # the returned embeddings on the test split
+    eval_split: str
     best_epoch: int
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
@@ -85,6 +87,21 @@ def lr_factor(progress: float, config: LightGCNConfig) -> float:
     q = (p - w) / (1.0 - w) if w < 1 else 1.0
     floor = config.min_lr_ratio
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * q))
+
+
+# Fields that may change between a run and its resume without changing the model.
+_RESUMABLE_CHANGES = frozenset({"epochs", "patience", "eval_every", "device", "num_threads"})
+
+
+def _check_compatible(state: dict[str, Any], config: LightGCNConfig, data_hash: str) -> None:
+    """Refuse to resume a checkpoint written for other data or another recipe."""
+    if state.get("data_hash") != data_hash:
+        raise ValueError("checkpoint was written for different training data; use a new dir")
+    saved, now = dict(state["config"]), config.model_dump()
+    keys = (now.keys() | saved.keys()) - _RESUMABLE_CHANGES
+    diff = sorted(k for k in keys if saved.get(k) != now.get(k))
+    if diff:
+        raise ValueError(f"checkpoint config differs in {diff}; use a new checkpoint dir")
 
 
 def _peak_rss_mb() -> float:
@@ -117,8 +134,13 @@ def train(
         torch.set_num_threads(config.num_threads)
     try:
         return _train(
-            data, config, on_progress=on_progress, should_cancel=should_cancel,
-            checkpoint_dir=checkpoint_dir, resume=resume, max_seconds=max_seconds,
+            data,
+            config,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            max_seconds=max_seconds,
             eval_split=eval_split,
         )
     finally:
@@ -137,6 +159,8 @@ def _train(
     eval_split: str,
 ) -> TrainResult:
     t_start = time.perf_counter()
+    if len(data.train) == 0:
+        raise ValueError("no training interactions: nothing to train on")
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -150,9 +174,14 @@ def _train(
     gen = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = LightGCN(
-        data.n_users, data.n_items, data.adjacency(),
-        embedding_dim=config.embedding_dim, n_layers=config.n_layers,
-        init=config.init, init_std=config.init_std, generator=gen,
+        data.n_users,
+        data.n_items,
+        data.adjacency(),
+        embedding_dim=config.embedding_dim,
+        n_layers=config.n_layers,
+        init=config.init,
+        init_std=config.init_std,
+        generator=gen,
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     sampler = NegativeSampler(data.train.users, data.train.items, data.n_items)
@@ -169,8 +198,10 @@ def _train(
     elapsed_before = 0.0  # train seconds spent before a resume (time-budget runs)
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    data_hash = data.data_hash() if ckpt_path is not None else ""
     if ckpt_path is not None and resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        _check_compatible(state, config, data_hash)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
@@ -190,11 +221,20 @@ def _train(
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(
             {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "epoch": epoch_done, "step": step, "config": config.model_dump(),
-                "numpy_rng": rng.bit_generator.state, "history": history,
-                "best_value": best_value, "best_epoch": best_epoch, "bad_evals": bad_evals,
-                "best_state": best_state, "best_metrics": best_metrics, "elapsed": elapsed,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch_done,
+                "step": step,
+                "config": config.model_dump(),
+                "numpy_rng": rng.bit_generator.state,
+                "history": history,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "bad_evals": bad_evals,
+                "best_state": best_state,
+                "best_metrics": best_metrics,
+                "elapsed": elapsed,
+                "data_hash": data_hash,
             },
             tmp,
         )
@@ -279,8 +319,12 @@ def _train(
             else:
                 bad_evals += 1
         history.append(
-            {"epoch": epoch + 1, "loss": epoch_loss, "seconds": time.perf_counter() - t_start,
-             **metrics}
+            {
+                "epoch": epoch + 1,
+                "loss": epoch_loss,
+                "seconds": time.perf_counter() - t_start,
+                **metrics,
+            }
         )
         done = epoch + 1 - start_epoch
         elapsed_all = elapsed_before + time.perf_counter() - loop_start
@@ -306,11 +350,23 @@ def _train(
         metrics_out = {} if cancelled else evaluate()
         best_epoch = epoch
     u_fin, i_fin = model.final_embeddings()
+    test_metrics = metrics_out
+    if split != "test" and len(data.test) > 0 and not cancelled:
+        test_metrics = evaluate_embeddings(
+            u_fin,
+            i_fin,
+            train_csr,
+            data.split_csr("test"),
+            ks=config.eval_ks,
+            batch_users=config.eval_batch_users,
+        )
     epochs_run = len(history)
     result = TrainResult(
         user_embeddings=u_fin.cpu().numpy().astype(np.float32),
         item_embeddings=i_fin.cpu().numpy().astype(np.float32),
         metrics=metrics_out,
+        test_metrics=test_metrics,
+        eval_split=split,
         best_epoch=best_epoch,
         epochs_run=epochs_run,
         history=history,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,7 +16,8 @@ __all__ = ["tracing_interceptor"]
 
 def _exporter(name: str) -> SpanExporter:
     if name == "console":
-        return ConsoleSpanExporter()
+        # Bind stdout now: the class default is bound once, at import time.
+        return ConsoleSpanExporter(out=sys.stdout)
     if name == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -96,12 +97,14 @@ async def _wait_for(stub, metadata, count: int, **filters):  # type: ignore[no-u
 
 
 async def test_events_flow_into_a_verifiable_chain(runtime: Runtime) -> None:
-    tenant_a, tenant_b = "ta-" + runtime.settings.data_dir.name[-6:], "tb-x"
+    # Unique tenants: the PostgreSQL database is shared by the whole test session.
+    tenant_a, tenant_b = f"ta-{uuid.uuid4().hex[:8]}", f"tb-{uuid.uuid4().hex[:8]}"
     await _produce(runtime, tenant_a, 5)
     await _produce(runtime, tenant_b, 3, action="apikey.create")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
         stub = audit_service_pb2_grpc.AuditServiceStub(channel)
-        everything = await _wait_for(stub, ADMIN, 8)
+        await _wait_for(stub, ADMIN, 3, tenant_id=tenant_b)
+        everything = await _wait_for(stub, ADMIN, 5, tenant_id=tenant_a)
         assert [e.sequence for e in everything.audit_events] == sorted(
             (e.sequence for e in everything.audit_events), reverse=True
         )
@@ -115,13 +118,15 @@ async def test_events_flow_into_a_verifiable_chain(runtime: Runtime) -> None:
             await _search(stub, ())
         assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # Filters and pages.
-        prefix = await _search(stub, ADMIN, action="apikey.")
+        prefix = await _search(stub, ADMIN, action="apikey.", tenant_id=tenant_b)
         assert len(prefix.audit_events) == 3
-        text = await _search(stub, ADMIN, query="THING/4")
+        text = await _search(stub, ADMIN, query=f"{tenant_a.upper()}/THING/4")
         assert [e.target for e in text.audit_events] == [f"tenants/{tenant_a}/thing/4"]
-        first = await _search(stub, ADMIN, page_size=5)
-        second = await _search(stub, ADMIN, page_size=5, page_token=first.next_page_token)
-        assert len(first.audit_events) == 5 and len(second.audit_events) == 3
+        first = await _search(stub, ADMIN, page_size=3, tenant_id=tenant_a)
+        second = await _search(
+            stub, ADMIN, page_size=3, tenant_id=tenant_a, page_token=first.next_page_token
+        )
+        assert len(first.audit_events) == 3 and len(second.audit_events) == 2
         assert second.next_page_token == ""
 
         # Export: CSV, header then rows oldest first.
@@ -135,7 +140,8 @@ async def test_events_flow_into_a_verifiable_chain(runtime: Runtime) -> None:
         assert rows[0][:3] == ["sequence", "time", "tenant_id"]
         assert len(rows) == 6 and all(r[2] == tenant_a for r in rows[1:])
 
-        verify = audit_service_pb2.VerifyChainRequest()
+        first_seq = min(e.sequence for e in everything.audit_events)
+        verify = audit_service_pb2.VerifyChainRequest(start_sequence=first_seq)
         assert (await stub.VerifyChain(verify, metadata=ADMIN)).valid
         with pytest.raises(grpc.aio.AioRpcError) as not_admin:
             await stub.VerifyChain(verify, metadata=tenant_user(tenant_a))

@@ -178,3 +178,32 @@ def test_load_from_artifacts_errors(tmp_path: Path) -> None:
     (tmp_path / "item_ids.json").write_text(json.dumps(["a"]))
     with pytest.raises(ArtifactError):
         load_from_artifacts(tmp_path, cat)
+
+
+def test_load_trainer_written_artifacts_and_detect_tampering(tmp_path: Path) -> None:
+    from trainer.artifacts import write_artifacts
+
+    rng = np.random.default_rng(8)
+    item_ids = [f"i{i}" for i in range(40)]
+    out = write_artifacts(
+        tmp_path,
+        "2026-11-25T0900",
+        user_embeddings=random_vectors(rng, 5, 8),
+        item_embeddings=random_vectors(rng, 40, 8),
+        user_ids=[f"u{i}" for i in range(5)],
+        item_ids=item_ids,
+        popularity=np.arange(40),
+        metrics={},
+        config={},
+        data_hash="x",
+    )
+    cat = Catalog.from_columns(item_ids, ["c"] * 40, [1.0] * 40)
+    m = load_from_artifacts(out, cat, tenant_id="acme")
+    assert m.model_version == "2026-11-25T0900"
+    assert [i for i, _ in m.popular_items(2).items] == ["i39", "i38"]
+    assert not m.recommend("u1", 3).fallback
+    emb = np.load(out / "item_embeddings.npy")
+    emb[0, 0] += 1.0
+    np.save(out / "item_embeddings.npy", emb)
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_from_artifacts(out, cat)

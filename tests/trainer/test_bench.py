@@ -24,8 +24,13 @@ def test_bench_reports_summary(tmp_path: Path) -> None:
     _write(tmp_path / "test.txt.gz", d.test.users.tolist(), d.test.items.tolist())
     lines: list[str] = []
     s = bench_train(
-        tmp_path / "train.txt.gz", tmp_path / "test.txt.gz", minutes=0.02, out=lines.append,
-        batch_size=256, embedding_dim=16, eval_every=2,
+        tmp_path / "train.txt.gz",
+        tmp_path / "test.txt.gz",
+        minutes=0.02,
+        out=lines.append,
+        batch_size=256,
+        embedding_dim=16,
+        eval_every=2,
     )
     assert s["epochs"] >= 1 and s["best"]["recall@20"] > 0
     assert s["popularity"]["recall@20"] > 0 and s["peak_rss_mb"] > 0

@@ -80,3 +80,39 @@ def test_lr_schedule_shape() -> None:
     assert lr_factor(0.1, c) == pytest.approx(1.0)
     assert lr_factor(1.0, c) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(0.55, c) == pytest.approx(0.5)
+
+
+def test_validation_split_drives_early_stopping(small_config: LightGCNConfig) -> None:
+    from tests.trainer.conftest import make_clustered
+
+    d = make_clustered(n_users=150, n_items=100, n_clusters=5, seed=3)
+    d_val = InteractionData.from_interactions(
+        [d.user_ids[u] for u in np.concatenate([d.train.users, d.test.users])],
+        [d.item_ids[i] for i in np.concatenate([d.train.items, d.test.items])],
+        np.arange(len(d.train) + len(d.test), dtype=float),
+        test_fraction=0.2,
+        val_fraction=0.2,
+    )
+    assert len(d_val.valid) > 0
+    res = train(d_val, small_config.with_overrides(epochs=4, eval_every=2, patience=1))
+    assert res.eval_split == "valid"
+    assert res.test_metrics.keys() == res.metrics.keys()
+    assert res.test_metrics != res.metrics
+
+
+def test_empty_training_data_is_rejected(small_config: LightGCNConfig) -> None:
+    d = InteractionData.from_interactions(["a"], ["x"], [0.0], test_fraction=0.0)
+    d.train = d.test  # empty
+    with pytest.raises(ValueError, match="no training"):
+        train(d, small_config)
+
+
+def test_resume_refuses_other_recipe(
+    clustered: InteractionData, small_config: LightGCNConfig, tmp_path: Path
+) -> None:
+    cfg = small_config.with_overrides(epochs=1, eval_every=1)
+    train(clustered, cfg, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="lr"):
+        train(clustered, cfg.with_overrides(lr=0.5), checkpoint_dir=tmp_path)
+    more = train(clustered, cfg.with_overrides(epochs=2), checkpoint_dir=tmp_path)
+    assert [h["epoch"] for h in more.history] == [1, 2]

@@ -152,7 +152,7 @@ class ImportOptions(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., upload_id: _Optional[str] = ..., unknown_item_policy: _Optional[_Union[UnknownItemPolicy, str]] = ..., file_name: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class Upload(_message.Message):
-    __slots__ = ("id", "tenant_id", "kind", "state", "format", "mode", "validate_only", "file_name", "rows_total", "rows_accepted", "rows_rejected", "rows_skipped", "errors", "errors_truncated", "content_sha256", "creator", "create_time", "complete_time")
+    __slots__ = ("id", "tenant_id", "kind", "state", "format", "mode", "validate_only", "file_name", "rows_total", "rows_accepted", "rows_rejected", "rows_skipped", "errors", "errors_truncated", "content_sha256", "creator", "create_time", "complete_time", "data_quality")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +171,7 @@ class Upload(_message.Message):
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DATA_QUALITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     kind: UploadKind
@@ -189,7 +190,8 @@ class Upload(_message.Message):
     creator: str
     create_time: _timestamp_pb2.Timestamp
     complete_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., kind: _Optional[_Union[UploadKind, str]] = ..., state: _Optional[_Union[UploadState, str]] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., validate_only: _Optional[bool] = ..., file_name: _Optional[str] = ..., rows_total: _Optional[int] = ..., rows_accepted: _Optional[int] = ..., rows_rejected: _Optional[int] = ..., rows_skipped: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RowError, _Mapping]]] = ..., errors_truncated: _Optional[bool] = ..., content_sha256: _Optional[str] = ..., creator: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    data_quality: DataStats
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., kind: _Optional[_Union[UploadKind, str]] = ..., state: _Optional[_Union[UploadState, str]] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., validate_only: _Optional[bool] = ..., file_name: _Optional[str] = ..., rows_total: _Optional[int] = ..., rows_accepted: _Optional[int] = ..., rows_rejected: _Optional[int] = ..., rows_skipped: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RowError, _Mapping]]] = ..., errors_truncated: _Optional[bool] = ..., content_sha256: _Optional[str] = ..., creator: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_quality: _Optional[_Union[DataStats, _Mapping]] = ...) -> None: ...
 
 class RowError(_message.Message):
     __slots__ = ("row", "column", "reason", "message", "value")

@@ -94,8 +94,9 @@ class AuthServiceServicer:
 
         Returns UNAUTHENTICATED (LOGIN_FAILED) if the email is unknown or the
         password is wrong (never saying which), PERMISSION_DENIED
-        (TENANT_INACTIVE) if the user's tenant is suspended or deleted,
-        RESOURCE_EXHAUSTED after too many failed attempts for the email.
+        (TENANT_INACTIVE) if the user's tenant is deleted (a suspended tenant's
+        users may sign in: their console is read-only), RESOURCE_EXHAUSTED
+        (LOGIN_LOCKED) after too many failed attempts for the email.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,7 +108,7 @@ class AuthServiceServicer:
         rotated token revokes the whole session, since it signals theft.
 
         Returns UNAUTHENTICATED if the refresh token is unknown, expired, revoked
-        or reused; PERMISSION_DENIED if the tenant is suspended or deleted.
+        or reused; PERMISSION_DENIED (TENANT_INACTIVE) if the tenant is deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -86,7 +86,10 @@ class TenantServiceServicer:
 
     def CreateTenant(self, request, context):
         """Creates a tenant in ACTIVE state with the "free" plan unless one is given,
-        and its first tenant_admin user for `tenant.email`. Platform admins only.
+        and an invitation (role tenant_admin) for `tenant.email`: its one-time token
+        is in the trailing metadata `x-embrec-invitation-token` (no mail is sent;
+        JSON callers and the console get a fresh one from CreateInvitation).
+        Platform admins only.
 
         Returns INVALID_ARGUMENT if name, slug or email is missing or malformed,
         ALREADY_EXISTS if the slug (SLUG_TAKEN) or email (EMAIL_TAKEN) is in use,
