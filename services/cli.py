@@ -49,15 +49,20 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+#: Hostable besides the domain services: Envoy's authz and rate-limit services.
+EXTRA_SERVICES = ("gateway",)
+
+
 def _parse_services(value: str) -> list[str]:
     names = [n.strip() for n in value.split(",") if n.strip()]
     if names == ["all"]:
-        return list(SERVICE_NAMES)
-    unknown = sorted(set(names) - set(SERVICE_NAMES))
+        return [*SERVICE_NAMES, *EXTRA_SERVICES]
+    choices = (*SERVICE_NAMES, *EXTRA_SERVICES)
+    unknown = sorted(set(names) - set(choices))
     if unknown or not names:
         raise UsageError(
             f"unknown service(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(SERVICE_NAMES)} or 'all'"
+            f"choose from {', '.join(choices)} or 'all'"
         )
     return names
 
@@ -125,16 +130,19 @@ def migrate(
 def _generate_into(root: Path) -> None:
     import dataclasses
 
-    from gateway.envoy_config import default_embedded_settings, write
+    from gateway.envoy_config import GatewaySettings, default_embedded_settings, secured, write
     from services.devtools.codegen import generate
 
     generate(root)
     embedded = default_embedded_settings(root)
     write(embedded, root / "envoy" / "envoy.yaml")
     # Compose: one container per service on 50051; /health goes to `tenant`, which
-    # probes its peers. The descriptor is mounted beside the config in the image.
+    # probes its peers; authz and the global rate limit (Redis) run in `gateway`.
+    # The descriptor is mounted beside the config in the image.
+    plain = GatewaySettings(base_dir=root, default_upstream=("127.0.0.1", 50051))
+    compose_base = secured(plain, ("gateway", 50051), global_rate_limit=True)
     compose = dataclasses.replace(
-        embedded,
+        compose_base,
         listen_address="0.0.0.0",
         admin_address="0.0.0.0",
         descriptor_path=Path("/app/envoy/embrec.pb"),

@@ -27,7 +27,14 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("embrec.access")
 
 # Probes hit these every few seconds; their access lines go to DEBUG.
-_QUIET_SERVICES = frozenset({"grpc.health.v1.Health"})
+_QUIET_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        # Envoy asks these once per request; the request's own access line suffices.
+        "envoy.service.auth.v3.Authorization",
+        "envoy.service.ratelimit.v3.RateLimitService",
+    }
+)
 
 Behavior = Callable[..., Any]
 
