@@ -151,26 +151,46 @@ class EnvoyChild:
         return self.process is not None and self.process.poll() is not None
 
 
-def _banner(settings: Settings) -> str:
+def _banner(settings: Settings, admin: tuple[str, str] | None) -> str:
     gateway = f"http://127.0.0.1:{settings.envoy_port}"
-    return "\n".join(
-        [
-            "",
-            "embrec is up (embedded mode)",
-            f"  gateway   {gateway}   (JSON/REST and gRPC)",
-            f"  gRPC      {settings.grpc_host}:{settings.grpc_port}   (services, direct)",
-            f"  metrics   http://{settings.grpc_host}:{settings.metrics_port}/metrics",
-            f"  data      {settings.data_dir.resolve()}",
-            "",
-            f"  curl {gateway}/health",
-            f"  curl -X POST {gateway}/api/admin/tenants -H 'Content-Type: application/json' \\",
-            '       -d \'{"name": "Demo", "slug": "demo", "email": "admin@demo.example"}\'',
-            f"  grpcurl -plaintext 127.0.0.1:{settings.envoy_port} list",
-            "",
-            "Ctrl-C stops everything.",
+    metrics = (
+        f"http://{settings.grpc_host}:{settings.metrics_port}/metrics"
+        if settings.metrics_port
+        else "off"
+    )
+    email, password = admin or ("<admin email>", "<password>")
+    lines = [
+        "",
+        "embrec is up (embedded mode)",
+        f"  gateway   {gateway}   (JSON/REST and gRPC)",
+        f"  gRPC      {settings.grpc_host}:{settings.grpc_port}   (services, direct)",
+        f"  metrics   {metrics}",
+        f"  data      {settings.data_dir.resolve()}",
+        "",
+    ]
+    if admin is not None:
+        lines += [
+            "  First platform admin; the password is shown ONCE, keep it",
+            "  (`embrec admin create --email ...` adds more):",
+            f"    email     {email}",
+            f"    password  {password}",
             "",
         ]
-    )
+    lines += [
+        "  Try it:",
+        f"    curl {gateway}/health",
+        f"    TOKEN=$(curl -s -X POST {gateway}/api/v1/auth/login \\",
+        "      -H 'Content-Type: application/json' \\",
+        f'      -d \'{{"email": "{email}", "password": "{password}"}}\' \\',
+        "      | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        f'    curl -X POST {gateway}/api/admin/tenants -H "Authorization: Bearer $TOKEN" \\',
+        "      -H 'Content-Type: application/json' \\",
+        '      -d \'{"name": "Demo", "slug": "demo", "email": "admin@demo.example"}\'',
+        "",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def with_embedded_secrets(settings: Settings) -> Settings:
@@ -203,20 +223,6 @@ def with_embedded_secrets(settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
-def _demo_admin_lines(created: tuple[str, str] | None) -> str:
-    if created is None:
-        return ""
-    email, password = created
-    return "\n".join(
-        [
-            "  console admin (password shown once; `embrec admin create` adds admins):",
-            f"    email     {email}",
-            f"    password  {password}",
-            "",
-        ]
-    )
-
-
 async def run_embedded(settings: Settings, repo_root: Path) -> None:
     from services.app import build_runtime
     from services.tenant.admins import ensure_demo_admin_for
@@ -238,7 +244,7 @@ async def run_embedded(settings: Settings, repo_root: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await envoy.start()
-        print(_banner(settings) + _demo_admin_lines(demo_admin), flush=True)
+        print(_banner(settings, demo_admin), flush=True)
         while not stop.is_set():
             if envoy.exited:
                 logger.error("envoy exited unexpectedly; see %s", envoy.log_path)
