@@ -74,6 +74,7 @@ MAX_STORED_ERRORS = 100_000
 #: Item ids remembered as known before the cache is reset (bounds memory).
 MAX_KNOWN_ITEMS = 500_000
 _PROGRESS_SECONDS = 2.0
+_SQLITE_CACHE_KIB = 64 * 1024
 
 _TYPE_TO_PROTO = {
     "view": pb.INTERACTION_TYPE_VIEW,
@@ -276,6 +277,13 @@ class ImportRun:
     async def open(self) -> None:
         self._session = self.importer.sessions()
         self._transaction = await self._session.begin()
+        if not is_postgresql(self._session) and self._writing:
+            # SQLite's default page cache (2 MiB) makes every index insert of a large
+            # import a disk read once the indexes outgrow it: 2.5x slower measured.
+            # The setting belongs to this pooled connection; 64 MiB is a bound, not an
+            # allocation.
+            connection = await self._session.connection()
+            await connection.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
 
     @property
     def _db(self) -> AsyncSession:
