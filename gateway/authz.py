@@ -3,7 +3,10 @@
 For every request Envoy asks: who is calling, may they call this RPC, for this tenant?
 
 * Credentials: ``Authorization: Bearer <access token | API key>`` or ``X-Api-Key``.
-  Access tokens (JWT, HS256) are verified locally — no database. API keys are found by
+  Access tokens (JWT, HS256) are verified locally — no database — and the verified
+  principal is kept in a bounded LRU (keyed by SHA-256 of the token) until the token's
+  own ``exp``, never beyond: a client sends the same token for up to 15 minutes, and
+  PyJWT's decode is the costliest step of a decision. API keys are found by
   their public prefix and compared by SHA-256 of the secret; the row is cached for
   ``cache_ttl`` seconds and dropped at once when the bus announces a key change.
 * The tenant behind a credential must exist and be active (suspended → 403); tenant
@@ -25,9 +28,13 @@ This module is the domain side (no grpc import); gateway/service.py adapts it to
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
@@ -57,6 +64,7 @@ __all__ = [
     "AuthzRequest",
     "Decision",
     "TenantInfo",
+    "VerifiedTokenCache",
 ]
 
 logger = logging.getLogger(__name__)
@@ -151,6 +159,60 @@ class _TtlCache(Generic[K, V]):
         return len(self._data)
 
 
+class VerifiedTokenCache:
+    """Principals of verified access tokens, LRU-bounded, each until its token expires.
+
+    Keyed by SHA-256 of the token (the cache never holds a bearer credential), so a
+    token that differs in one byte is a miss and goes through full verification. An
+    entry is used only while ``now < exp``; after that the token is verified again,
+    which reports it expired.
+    """
+
+    def __init__(self, max_entries: int = 10_000, clock: Any = time.time) -> None:
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+
+    @staticmethod
+    def key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def get(self, key: bytes) -> Principal | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, principal = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return principal
+
+    def put(self, key: bytes, expires: float, principal: Principal) -> None:
+        if self._clock() >= expires:
+            return
+        self._entries[key] = (expires, principal)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _token_expiry(token: str) -> float | None:
+    """``exp`` of a token whose signature was just verified (so its payload is ours)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, KeyError, TypeError, ValueError, binascii.Error):
+        return None
+
+
 class Authorizer:
     """Decides one request at a time; safe to share across concurrent calls."""
 
@@ -163,6 +225,7 @@ class Authorizer:
         policy: MethodPolicy,
         plans: PlanTable,
         cache_ttl: float = 30.0,
+        token_cache_size: int = 10_000,
     ) -> None:
         self._sessions = sessions
         self._jwt_secret = jwt_secret
@@ -171,6 +234,7 @@ class Authorizer:
         self.plans = plans
         self._keys: _TtlCache[str, _KeyRecord | None] = _TtlCache(cache_ttl)
         self._tenants: _TtlCache[str, TenantInfo | None] = _TtlCache(cache_ttl)
+        self._tokens = VerifiedTokenCache(token_cache_size)
         #: Database lookups made (for benchmarks and tests of the caches).
         self.lookups = 0
 
@@ -185,6 +249,7 @@ class Authorizer:
     def clear_caches(self) -> None:
         self._keys.clear()
         self._tenants.clear()
+        self._tokens.clear()
 
     # --- the decision ------------------------------------------------------------------
 
@@ -275,7 +340,15 @@ class Authorizer:
     async def _authenticate(self, credential: str) -> Principal:
         if credential.startswith(API_KEY_PREFIX):
             return await self._api_key_principal(credential)
-        return verify_access_token(credential, self._jwt_secret)
+        key = self._tokens.key(credential)
+        cached = self._tokens.get(key)
+        if cached is not None:
+            return cached
+        principal = verify_access_token(credential, self._jwt_secret)  # raises if bad
+        expires = _token_expiry(credential)
+        if expires is not None:
+            self._tokens.put(key, expires, principal)
+        return principal
 
     async def _api_key_principal(self, key: str) -> Principal:
         prefix, secret = parse_api_key(key)

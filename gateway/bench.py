@@ -103,10 +103,31 @@ async def _run(requests: int, repo_root: Path) -> None:
                 authorizer.clear_caches()
                 return await authorizer.check(key_request)
 
+            # A fresh token per call: what verification costs when the verified-token
+            # cache misses (a client's first call with a new token).
+            fresh = iter(
+                [
+                    request(
+                        issue_access_token(
+                            Principal(
+                                subject=f"u{n}",
+                                tenant_id=tenant.id,
+                                role="tenant_admin",
+                                scopes=SCOPES,
+                            ),
+                            _SECRET_A,
+                        )[0]
+                    )
+                    for n in range(1000)
+                ]
+            )
+
             print("authz decision (in process, no Envoy)")
             jwt_times = await _time(lambda: authorizer.check(jwt_request), 2000)
+            fresh_times = await _time(lambda: authorizer.check(next(fresh)), 1000)
             key_times = await _time(lambda: authorizer.check(key_request), 2000)
             print(f"  JWT, tenant cached     {_percentiles(jwt_times)}")
+            print(f"  JWT, new token         {_percentiles(fresh_times)}")
             print(f"  API key, cached        {_percentiles(key_times)}")
             print(f"  API key, uncached      {_percentiles(await _time(uncached, 300))}")
             results = await _through_envoy(data, repo_root, port, token, body, requests)

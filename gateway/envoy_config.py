@@ -75,6 +75,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     VirtualHost,
 )
 from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
     GrpcJsonTranscoder,
@@ -125,6 +126,7 @@ _INFRA_SERVICES: dict[str, tuple[str, ...]] = {
 # Envoy's filter names (the conventional ``envoy.filters.http.*`` names; the typed_config
 # type, not the name, selects the extension, but stats and per-route config use the name).
 CORS_FILTER = "envoy.filters.http.cors"
+BUFFER_FILTER = "envoy.filters.http.buffer"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 ROUTER_FILTER = "envoy.filters.http.router"
 
@@ -180,7 +182,11 @@ class GatewaySettings:
     response_headers: Mapping[str, str] = field(default_factory=dict)
     """Added to every response (security headers; see gateway/security_config.py)."""
     max_request_body_bytes: int | None = None
-    """Largest JSON request body the transcoder accepts (413 beyond); None = Envoy's."""
+    """Largest REST (JSON) request body (413 beyond); None = Envoy's defaults. Enforced
+    by a buffer filter: the transcoder streams JSON and would not count it whole."""
+    max_upload_body_bytes: int | None = None
+    """Largest raw upload body (``Content-Type: text/csv``, the ``:csv`` import methods,
+    which the transcoder buffers whole); None = ``max_request_body_bytes``."""
 
     def resolved_descriptor_path(self) -> Path:
         if self.descriptor_source is not None:
@@ -223,6 +229,7 @@ def secured(
 
     from gateway.security_config import (
         MAX_JSON_BODY_BYTES,
+        MAX_UPLOAD_BODY_BYTES,
         SECURITY_RESPONSE_HEADERS,
         security_filters,
     )
@@ -236,6 +243,7 @@ def secured(
         extra_clusters=clusters,
         response_headers=dict(SECURITY_RESPONSE_HEADERS),
         max_request_body_bytes=MAX_JSON_BODY_BYTES,
+        max_upload_body_bytes=MAX_UPLOAD_BODY_BYTES,
     )
 
 
@@ -350,12 +358,27 @@ def _http_filters(settings: GatewaySettings, services: list[GrpcService]) -> lis
             reject_unknown_method=True,
             reject_unknown_query_parameters=True,
         ),
-        max_request_body_size=settings.max_request_body_bytes,
+        max_request_body_size=settings.max_upload_body_bytes or settings.max_request_body_bytes,
+    )
+    # Envoy's transcoder converts JSON as it streams and only bounds what it holds at
+    # once, so a 20 MiB JSON body would pass it. The buffer filter counts the whole body
+    # (413 beyond the limit); gRPC routes switch it off per route (streams), CSV uploads
+    # get the upload limit (_fallback_routes).
+    body_limit = (
+        [
+            HttpFilter(
+                name=BUFFER_FILTER,
+                typed_config=Any.pack(Buffer(max_request_bytes=settings.max_request_body_bytes)),
+            )
+        ]
+        if settings.max_request_body_bytes
+        else []
     )
     return [
         HttpFilter(name=CORS_FILTER, typed_config=Any.pack(Cors())),
         *settings.authz_filters,
         *settings.rate_limit_filters,
+        *body_limit,
         HttpFilter(name=TRANSCODER_FILTER, typed_config=Any.pack(transcoder)),
         HttpFilter(name=ROUTER_FILTER, typed_config=Any.pack(Router())),
     ]
@@ -423,20 +446,49 @@ def _fallback_routes(settings: GatewaySettings) -> list[Route]:
     grpc_content_type = HeaderMatcher(
         name="content-type", string_match=StringMatcher(prefix="application/grpc")
     )
-    return [
+    routes = [
         Route(
             name="unknown_grpc_method",
             match=RouteMatch(prefix="/", headers=[grpc_content_type]),
             direct_response=DirectResponseAction(
                 status=404, body=DataSource(inline_string="no such gRPC method")
             ),
+            typed_per_filter_config=_no_body_buffer(settings),
         ),
+    ]
+    if settings.max_request_body_bytes and settings.max_upload_body_bytes:
+        csv_content_type = HeaderMatcher(
+            name="content-type", string_match=StringMatcher(prefix="text/csv")
+        )
+        routes.append(
+            Route(
+                name="csv_upload",
+                match=RouteMatch(prefix="/", headers=[csv_content_type]),
+                route=RouteAction(cluster=PLATFORM_CLUSTER, timeout=settings.request_timeout),
+                typed_per_filter_config={
+                    BUFFER_FILTER: Any.pack(
+                        BufferPerRoute(
+                            buffer=Buffer(max_request_bytes=settings.max_upload_body_bytes)
+                        )
+                    )
+                },
+            )
+        )
+    routes.append(
         Route(
             name="json",
             match=RouteMatch(prefix="/"),
             route=RouteAction(cluster=PLATFORM_CLUSTER, timeout=settings.request_timeout),
-        ),
-    ]
+        )
+    )
+    return routes
+
+
+def _no_body_buffer(settings: GatewaySettings) -> dict[str, Any]:
+    """Per-route config that switches the body-limit buffer off (gRPC streams)."""
+    if not settings.max_request_body_bytes:
+        return {}
+    return {BUFFER_FILTER: Any.pack(BufferPerRoute(disabled=True))}
 
 
 def _service_routes(
@@ -466,6 +518,7 @@ def _service_routes(
                 max_stream_duration=RouteActionMaxStreamDuration(grpc_timeout_header_max=timeout),
                 hash_policy=hash_policy,
             ),
+            typed_per_filter_config=_no_body_buffer(settings),
         )
 
     routes = [

@@ -18,7 +18,8 @@ Envoy's local token buckets (per tenant, per Envoy) smooth out in front of it.
 
 Redis down: the request is allowed (fail open) — an outage of the limiter must not
 take the API down — counted in ``embrec_ratelimit_fail_open_total`` and logged at most
-once per ``_LOG_EVERY_SECONDS``.
+once per ``_LOG_EVERY_SECONDS``. The counters belong to the limiter and the gateway module
+hands them to the runtime's registry (``collectors()``), so they appear on /metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
+from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -41,14 +43,6 @@ DESCRIPTOR_TENANT = "tenant"
 DESCRIPTOR_LIMIT = "limit"
 _WINDOW_SECONDS = 1
 _LOG_EVERY_SECONDS = 10.0
-
-FAIL_OPEN = Counter(
-    "embrec_ratelimit_fail_open_total",
-    "Requests allowed without a global rate-limit check because Redis was unavailable.",
-)
-OVER_LIMIT = Counter(
-    "embrec_ratelimit_over_limit_total", "Requests refused by the global rate limit."
-)
 
 
 @dataclass(frozen=True)
@@ -78,6 +72,20 @@ class RedisRateLimiter:
         self._redis = redis
         self._domain = domain
         self._last_warning = 0.0
+        # Unregistered: the runtime registers them (no process-global registry).
+        self.fail_open = Counter(
+            "embrec_ratelimit_fail_open_total",
+            "Requests allowed without a global rate-limit check because Redis was unavailable.",
+            registry=None,
+        )
+        self.over_limit = Counter(
+            "embrec_ratelimit_over_limit_total",
+            "Requests refused by the global rate limit.",
+            registry=None,
+        )
+
+    def collectors(self) -> list[Collector]:
+        return [self.fail_open, self.over_limit]
 
     async def check(
         self, domain: str, descriptors: Sequence[Sequence[tuple[str, str]]], hits: int = 1
@@ -110,11 +118,11 @@ class RedisRateLimiter:
             results.append(DescriptorResult(count > limit, limit, max(0, limit - count), reset))
         decision = RateLimitDecision(any(r.over_limit for r in results), tuple(results))
         if decision.over_limit:
-            OVER_LIMIT.inc()
+            self.over_limit.inc()
         return decision
 
     def _fail_open(self, keyed: list[tuple[str, int]], reset: float, why: str) -> RateLimitDecision:
-        FAIL_OPEN.inc()
+        self.fail_open.inc()
         now = time.monotonic()
         if now - self._last_warning >= _LOG_EVERY_SECONDS:
             self._last_warning = now

@@ -94,9 +94,12 @@ RLS_DOMAIN = "embrec"
 #: Bytes of the request body ext_authz sees (enough for any tenant id near the top).
 AUTHZ_BODY_BYTES = 64 * 1024
 
-#: Largest JSON body the transcoder accepts (413 beyond). Bulk data goes through the
-#: streaming/CSV upload methods, which are not transcoded JSON.
+#: Largest REST body (413 beyond, JSON error body). Bulk data goes through the gRPC
+#: import streams, or the ``:csv`` methods (raw text/csv body) up to the upload limit.
 MAX_JSON_BODY_BYTES = 10 * 1024 * 1024
+#: Largest raw CSV body of ``POST /api/v1/uploads/*:csv`` (the ingestion contract says
+#: 64 MiB); the gateway holds it whole while transcoding it.
+MAX_UPLOAD_BODY_BYTES = 64 * 1024 * 1024
 
 #: Added to every response (REST clients and browsers are the audience).
 SECURITY_RESPONSE_HEADERS = {

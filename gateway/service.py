@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, status_pb2
+from prometheus_client.registry import Collector
 
 from gateway._gen import (
     envoy_authz_pb2,
@@ -157,6 +158,8 @@ def _invalidate(authorizer: Authorizer, record: EventRecord) -> None:
 @dataclass
 class GatewayModule(WorkingModule):
     authorizer: Authorizer | None = None
+    limiter: RedisRateLimiter | None = None
+    collectors: list[Collector] = field(default_factory=list)
 
 
 def module(ctx: ServiceContext) -> GatewayModule:
@@ -204,4 +207,6 @@ def module(ctx: ServiceContext) -> GatewayModule:
         background=[watch],
         on_stop=[limiter.close],
         authorizer=authorizer,
+        limiter=limiter,
+        collectors=limiter.collectors(),
     )

@@ -156,6 +156,9 @@ async def build_runtime(
         on_stop=[*(h for m in modules for h in getattr(m, "on_stop", ())), dispose],
     )
     runtime_ref.append(runtime)
+    # Service metrics (e.g. retrieval's cache hit rate) join the runtime's registry.
+    for collector in (c for m in modules for c in getattr(m, "collectors", ())):
+        runtime.metrics.registry.register(collector)
     if settings.metrics_port:
         try:
             runtime.metrics.serve(settings.grpc_host, settings.metrics_port)

@@ -205,6 +205,31 @@ def gen(
     typer.echo("generated files are up to date")
 
 
+@app.command()
+def worker() -> None:
+    """Run a trainer worker: claim queued training jobs and train them (compose, GPU nodes)."""
+    import asyncio
+    import signal
+
+    settings = _settings()
+
+    async def run() -> None:
+        from services.storage.db import create_engine, session_factory
+        from services.training.worker import Worker
+
+        engine = create_engine(settings.effective_database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Worker(settings, session_factory(engine)).run(stop)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
 @bench_app.command("train")
 def bench_train(
     dataset: Annotated[
@@ -230,6 +255,40 @@ def bench_retrieval(
     run_bench(n_items=items, dim=dim)
 
 
+@bench_app.command("serve")
+def bench_serve(
+    items: Annotated[int, typer.Option(help="Catalog size.")] = 5000,
+    users: Annotated[int, typer.Option(help="Users in the model.")] = 10_000,
+    user_pool: Annotated[int, typer.Option(help="Distinct users the clients ask for.")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 50,
+    duration: Annotated[float, typer.Option(help="Seconds per protocol.")] = 15.0,
+    replicas: Annotated[int, typer.Option(help="Retrieval processes behind Envoy.")] = 2,
+    client_processes: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
+    protocol: Annotated[str, typer.Option(help="'grpc', 'rest' or 'both'.")] = "both",
+    database_url: Annotated[str, typer.Option(help="Database URL; default SQLite.")] = "",
+    redis_url: Annotated[
+        str, typer.Option(help="Redis for the cache; default a redis-server from PATH.")
+    ] = "",
+) -> None:
+    """Recommend through Envoy (gRPC and REST): req/s, p50/p95/p99, errors, cache hits."""
+    from services.retrieval.bench import bench_serve as run_bench
+
+    protocols = ("grpc", "rest") if protocol == "both" else (protocol,)
+    run_bench(
+        REPO_ROOT,
+        items=items,
+        users=users,
+        user_pool=user_pool,
+        concurrency=concurrency,
+        duration=duration,
+        replicas=replicas,
+        client_processes=client_processes,
+        protocols=protocols,
+        database_url=database_url,
+        redis_url=redis_url,
+    )
+
+
 @bench_app.command("authz")
 def bench_authz(
     requests: Annotated[int, typer.Option(help="Requests per Envoy configuration.")] = 2000,
@@ -238,6 +297,19 @@ def bench_authz(
     from gateway.bench import bench_authz as run_bench
 
     run_bench(requests, REPO_ROOT)
+
+
+@bench_app.command("audit-export")
+def bench_audit_export(
+    rows: Annotated[int, typer.Option(help="Audit events in the trail.")] = 1_000_000,
+    database_url: Annotated[
+        str, typer.Option(help="PostgreSQL URL (postgresql+asyncpg://...); default SQLite.")
+    ] = "",
+) -> None:
+    """ExportAuditEvents over a large trail: rows/s and memory (bounded, not growing)."""
+    from services.audit.bench import bench_audit_export as run_bench
+
+    run_bench(rows=rows, database_url=database_url)
 
 
 @bench_app.command("ingest")

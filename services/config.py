@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         default="sql", description="'sql' = embedded event log table, 'kafka' = Kafka brokers."
     )
     kafka_bootstrap: str = Field(default="", description="host:port[,host:port]; needed for kafka.")
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        le=300_000,
+        description="Consumer group session timeout; a group join takes about half of it.",
+    )
     redis_url: str = Field(default="", description="redis://...; empty disables the Redis cache.")
     artifact_dir: Path | None = Field(
         default=None, description="Model artifacts; default data_dir/artifacts."
@@ -80,6 +86,22 @@ class Settings(BaseSettings):
     health_targets: dict[str, str] = Field(
         default_factory=dict,
         description="Peer services probed by GET /health: name -> host:port (compose mode).",
+    )
+
+    # Retrieval (docs/retrieval-service.md).
+    retrieval_cache_ttl_seconds: float = Field(
+        default=300.0, gt=0, description="Lifetime of a cached recommendation response."
+    )
+    retrieval_memory_cap_mb: int = Field(
+        default=0,
+        ge=0,
+        description="Cap on loaded model indexes per process; the coldest tenants are "
+        "evicted beyond it. 0 means no cap.",
+    )
+    retrieval_catalog_refresh_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Age after which a tenant's catalog and popularity are re-read.",
     )
 
     # Gateway and console (embedded `embrec up`).
@@ -105,6 +127,24 @@ class Settings(BaseSettings):
     # refused for the lockout period, doubling with every further failure (capped at 1 h).
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_seconds: float = Field(default=60.0, gt=0)
+
+    # Training (issue #5). The embedded process runs a trainer worker in the training
+    # module; compose runs `embrec worker` containers and turns it off in the services.
+    training_worker_enabled: bool = Field(
+        default=True, description="Run a trainer worker inside the process hosting training."
+    )
+    training_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often an idle worker looks for queued jobs."
+    )
+    training_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a busy worker renews its job's lease."
+    )
+    training_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A job whose heartbeat is older was lost with its worker."
+    )
+    training_max_attempts: int = Field(
+        default=3, ge=1, description="Tries per job before a lost job is failed."
+    )
 
     @field_validator("jwt_secret", "internal_secret")
     @classmethod

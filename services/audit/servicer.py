@@ -1,9 +1,11 @@
 """AuditService and AuditInternalService: protobuf ↔ AuditStore.
 
-Who sees what comes from the principal the gateway signed (x-embrec-principal-sig),
-never from the request: platform admins and services see every tenant (or the one they
-name); tenant principals with ``audit:read`` see only their own tenant, and naming
-another tenant is PERMISSION_DENIED.
+Who sees what comes from the authenticated principal (the shared identity helper,
+services/identity/principal.py: the gateway's signed headers, or a direct gRPC caller's
+access token or API key), never from the request: platform admins and services see every
+tenant (or the one they name); tenant principals with ``audit:read`` see only their own
+tenant, and naming another tenant is PERMISSION_DENIED. A suspended tenant's people may
+still read their trail (it is read-only); its API keys may not.
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ from services.audit.consumer import (
     entry_from_proto,
 )
 from services.audit.store import AuditFilter, AuditStore
-from services.errors import PermissionDenied, Unauthenticated
-from services.identity.credentials import Principal, principal_from_headers
+from services.identity.credentials import Principal
+from services.identity.principal import PLATFORM_ADMIN, Authenticator, authenticator_for
 from services.storage.models import AuditEvent
 
-__all__ = ["build_module"]
+__all__ = ["build_module", "csv_chunks"]
 
 _OUTCOME_TO_PROTO = {name: value for value, name in OUTCOME_NAMES.items()}
 _CSV_COLUMNS = (
@@ -58,7 +60,7 @@ _CSV_COLUMNS = (
     "hash",
 )
 _CHUNK_BYTES = 64 * 1024
-_STAFF = frozenset({"platform_admin", "service"})
+_STAFF = frozenset({PLATFORM_ADMIN, "service"})
 
 
 def _stamp(value: datetime) -> Timestamp:
@@ -115,29 +117,33 @@ def _csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-class _Access:
-    def __init__(self, internal_secret: str | None) -> None:
-        self._secret = internal_secret
+async def csv_chunks(store: AuditStore, flt: AuditFilter) -> AsyncIterator[bytes]:
+    """The export as CSV in ~64 KiB chunks: a header, then rows oldest first.
 
-    def principal(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        metadata = {
-            str(k).lower(): v
-            for k, v in (context.invocation_metadata() or ())
-            if isinstance(v, str)
-        }
-        principal = principal_from_headers(metadata, self._secret) if self._secret else None
-        if principal is None:
-            raise Unauthenticated(
-                "The audit trail needs a caller authenticated by the gateway.",
-                reason="CREDENTIAL_MISSING",
-            )
-        return principal
+    Rows come from the store in keyset batches and leave as soon as a chunk fills, so
+    memory stays flat whatever the trail's size (``embrec bench audit-export``).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(_CSV_COLUMNS)
+    async for rows in store.export(flt):
+        for row in rows:
+            writer.writerow([_csv_safe(v) for v in _csv_row(row)])
+        if buffer.tell() >= _CHUNK_BYTES:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
 
 
 class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
-    def __init__(self, store: AuditStore, access: _Access) -> None:
+    def __init__(self, store: AuditStore, auth: Authenticator) -> None:
         self._store = store
-        self._access = access
+        self._auth = auth
+
+    @staticmethod
+    def _is_staff(principal: Principal) -> bool:
+        return principal.role in _STAFF and not principal.impersonator
 
     async def _filter(
         self,
@@ -145,20 +151,15 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         | audit_service_pb2.ExportAuditEventsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AuditFilter:
-        principal = self._access.principal(context)
-        named = await self._store.resolve_tenant(request.tenant_id) if request.tenant_id else ""
-        if principal.role in _STAFF and not principal.impersonator:
-            tenant: str | None = named or None
+        principal = await self._auth.require(context, allow_suspended=True)
+        tenant: str | None
+        if self._is_staff(principal):
+            # Staff may name any tenant, deleted ones too (the trail outlives them), or none.
+            named = request.tenant_id.strip()
+            tenant = await self._store.resolve_tenant(named) if named else None
         else:
-            if not principal.tenant_id or not principal.has_scope("audit:read"):
-                raise PermissionDenied(
-                    "Reading the audit trail needs the audit:read scope.", reason="SCOPE_MISSING"
-                )
-            if named and named != principal.tenant_id:
-                raise PermissionDenied(
-                    "A tenant may only read its own audit trail.", reason="CROSS_TENANT"
-                )
-            tenant = principal.tenant_id
+            await self._auth.check(principal, scope="audit:read", allow_suspended=True)
+            tenant = (await self._auth.resolve_tenant(principal, request.tenant_id)).id
         time_range = request.time_range
         return AuditFilter(
             tenant_id=tenant,
@@ -192,30 +193,15 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         flt = await self._filter(request, context)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(_CSV_COLUMNS)
-        async for rows in self._store.export(flt):
-            for row in rows:
-                writer.writerow([_csv_safe(v) for v in _csv_row(row)])
-            if buffer.tell() >= _CHUNK_BYTES:
-                yield httpbody_pb2.HttpBody(
-                    content_type="text/csv", data=buffer.getvalue().encode()
-                )
-                buffer.seek(0)
-                buffer.truncate()
-        yield httpbody_pb2.HttpBody(content_type="text/csv", data=buffer.getvalue().encode())
+        async for chunk in csv_chunks(self._store, flt):
+            yield httpbody_pb2.HttpBody(content_type="text/csv", data=chunk)
 
     async def VerifyChain(
         self,
         request: audit_service_pb2.VerifyChainRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> audit_service_pb2.VerifyChainResponse:
-        principal = self._access.principal(context)
-        if principal.role not in _STAFF or principal.impersonator:
-            raise PermissionDenied(
-                "Only platform administrators may verify the chain.", reason="ADMIN_ONLY"
-            )
+        await self._auth.require(context, roles=_STAFF)
         report = await self._store.verify(request.start_sequence, request.end_sequence)
         return audit_service_pb2.VerifyChainResponse(
             valid=report.valid,
@@ -249,8 +235,8 @@ class AuditModule(WorkingModule):
 
 def build_module(ctx: ServiceContext) -> AuditModule:
     store = AuditStore(ctx.sessions)
-    secret = ctx.settings.internal_secret
-    public = AuditServicer(store, _Access(secret.get_secret_value() if secret else None))
+    # ConfigError at start when the identity secrets are missing, as for every service.
+    public = AuditServicer(store, authenticator_for(ctx))
     internal = AuditInternalServicer(store)
     service = audit_service_pb2.DESCRIPTOR.services_by_name
 

@@ -1,16 +1,21 @@
 """Who is calling, and for which tenant.
 
-The gateway authenticates the credential (API key or JWT) and hands the services the
-principal in signed headers (``credentials.principal_headers``). Until the shared
-identity helper (``services.identity.principal``) lands, ingestion reads them here;
-the lead swaps :func:`caller` for it. The tenant always comes from the principal: a
-request's ``tenant_id`` may only repeat it (id or slug), except for platform admins,
-who must name the tenant they act on.
+Authentication is the shared identity helper's (``services.identity.principal``): the
+principal the gateway vouched for in signed headers, or, for direct gRPC callers, an
+``Authorization: Bearer`` access token (JWT) or API key. The tenant always comes from
+the principal: a request's ``tenant_id`` may only repeat it (id or slug), except for
+platform admins, who must name the tenant they act on.
+
+:func:`caller` takes the service's context (``ServiceContext``), which gives it the
+process's shared :class:`~services.identity.principal.Authenticator` (API keys are
+looked up in the database, cached for at most a second). Given only ``Settings`` it
+checks what needs no database (signed headers, access tokens) and refuses API keys
+with a message that says so: pass the context.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from sqlalchemy import or_, select
@@ -18,23 +23,41 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.config import Settings
 from services.errors import NotFound, PermissionDenied, Unauthenticated
-from services.identity.credentials import Principal, principal_from_headers
+from services.identity.credentials import Principal
+from services.identity.principal import (
+    ApiKeyRecord,
+    authenticate,
+    authenticator_for,
+    metadata_of,
+)
 from services.storage.models import Tenant
+
+if TYPE_CHECKING:
+    from services.app import ServiceContext
 
 __all__ = ["caller", "resolve_tenant"]
 
 
-async def caller(context: grpc.aio.ServicerContext[Any, Any], settings: Settings) -> Principal:
-    """The principal the gateway vouched for; Unauthenticated when there is none."""
-    metadata = {str(k): str(v) for k, v in (context.invocation_metadata() or ())}
-    secret = settings.internal_secret.get_secret_value() if settings.internal_secret else ""
-    principal = principal_from_headers(metadata, secret) if secret else None
-    if principal is None:
-        raise Unauthenticated(
-            "Send a valid API key or access token (Authorization: Bearer ...).",
-            reason="CREDENTIAL_INVALID",
-        )
-    return principal
+async def _no_api_key_lookup(prefix: str) -> ApiKeyRecord | None:
+    raise Unauthenticated(
+        "This service cannot check API keys here; call it through the gateway, or use an "
+        "access token (POST /api/v1/auth/login).",
+        reason="API_KEY_UNSUPPORTED",
+    )
+
+
+async def caller(
+    context: grpc.aio.ServicerContext[Any, Any], source: ServiceContext | Settings
+) -> Principal:
+    """The authenticated principal behind the call; Unauthenticated when there is none.
+
+    ``source``: the service's context (every credential works) or its settings (no
+    database: gateway headers and access tokens only).
+    """
+    metadata = metadata_of(context)
+    if isinstance(source, Settings):
+        return await authenticate(metadata, settings=source, api_keys_lookup=_no_api_key_lookup)
+    return await authenticator_for(source).authenticate(metadata)
 
 
 async def resolve_tenant(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -75,6 +75,8 @@ MAX_STORED_ERRORS = 100_000
 MAX_KNOWN_ITEMS = 500_000
 _PROGRESS_SECONDS = 2.0
 _SQLITE_CACHE_KIB = 64 * 1024
+#: Rows per multi-row INSERT on SQLite: 4,000 parameters, under SQLite's 32,766 limit.
+_SQLITE_ROWS = 500
 
 _TYPE_TO_PROTO = {
     "view": pb.INTERACTION_TYPE_VIEW,
@@ -142,8 +144,33 @@ _INTERACTION_COLUMNS = (
 
 
 def _sqlite_time(value: datetime) -> str:
-    """A UTC datetime as SQLAlchemy stores DateTime on SQLite (naive, microseconds)."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    """A UTC datetime as SQLAlchemy stores DateTime on SQLite (naive, microseconds).
+
+    Validated rows are always UTC, so the offset suffix is cut off rather than the
+    datetime converted (measured 1.5x cheaper).
+    """
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def add_interactions(target: Any, rows: Sequence[CleanInteraction]) -> None:
+    """Append rows to a repeated Interaction field, built in place.
+
+    Three times cheaper than building messages and assigning the list (which copies
+    each one), and a million of them go by per large import.
+    """
+    add = target.add
+    for row in rows:
+        message = add(user_id=row[0], item_id=row[1], interaction_type=_TYPE_TO_PROTO[row[2]])
+        ts = row[3]
+        message.timestamp.seconds = int(ts.timestamp())
+        if ts.microsecond:
+            message.timestamp.nanos = ts.microsecond * 1000
+        if row[4] is not None:
+            message.value = row[4]
+        if row[5]:
+            message.recommendation_id = row[5]
+        if row[6]:
+            message.event_id = row[6]
 
 
 def interaction_proto(row: CleanInteraction) -> pb.Interaction:
@@ -178,9 +205,16 @@ def _item_proto(row: CleanItem) -> pb.Item:
 class Importer:
     """Starts import runs for a process: sessions plus the registry of live runs."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        data_stats: Callable[[str], Awaitable[Any]] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.live = LiveUploads()
+        #: Computes the tenant's data statistics (an object with ``as_dict``) after each
+        #: committed import, so the Upload shows the data-quality findings it led to.
+        self.data_stats = data_stats
 
     async def start(
         self, tenant: Tenant, principal: Principal, options: ImportOptions
@@ -526,19 +560,13 @@ class ImportRun:
         self.snapshot.accepted += len(interactions)
         if not self._writing or not interactions:
             return
-        await self._insert_interactions(interactions)
         for start in range(0, len(interactions), EVENT_ROWS):
-            emit(
-                self._db,
-                events_pb2.InteractionsRecorded(
-                    interactions=[
-                        interaction_proto(i) for i in interactions[start : start + EVENT_ROWS]
-                    ],
-                    source=events_pb2.INTERACTION_SOURCE_UPLOAD,
-                    upload_id=self.public_id,
-                ),
-                tenant_id=self.tenant.id,
+            event = events_pb2.InteractionsRecorded(
+                source=events_pb2.INTERACTION_SOURCE_UPLOAD, upload_id=self.public_id
             )
+            add_interactions(event.interactions, interactions[start : start + EVENT_ROWS])
+            emit(self._db, event, tenant_id=self.tenant.id)
+        await self._insert_interactions(interactions)
 
     async def _insert_interactions(self, interactions: list[CleanInteraction]) -> None:
         """The bulk write, in the data transaction, by the fastest path of each database.
@@ -565,14 +593,19 @@ class ImportRun:
                 ],
             )
             return
-        await connection.exec_driver_sql(
-            f"INSERT INTO interactions ({', '.join(_INTERACTION_COLUMNS)}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (tenant_id, i[0], i[1], i[2], _sqlite_time(i[3]), i[4], i[5] or None, upload_id)
-                for i in interactions
-            ],
-        )
+        # Multi-row INSERTs of _SQLITE_ROWS rows: one statement step per 500 rows instead
+        # of one per row (1.6x faster measured, and the sqlite3 module releases and
+        # re-takes the GIL per step, which is slow while this thread keeps parsing).
+        head = f"INSERT INTO interactions ({', '.join(_INTERACTION_COLUMNS)}) VALUES "
+        for start in range(0, len(interactions), _SQLITE_ROWS):
+            part = interactions[start : start + _SQLITE_ROWS]
+            values: list[Any] = []
+            for i in part:
+                values += (tenant_id, i[0], i[1], i[2], _sqlite_time(i[3]), i[4], i[5] or None)
+                values.append(upload_id)
+            await connection.exec_driver_sql(
+                head + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part)), tuple(values)
+            )
 
     async def _unknown_items(self, item_ids: set[str]) -> set[str]:
         unknown = item_ids - self._known
@@ -723,7 +756,29 @@ class ImportRun:
             self.importer.live.remove(self)
         for key, value in values.items():
             setattr(self.upload, key, value)
+        if commit:
+            await self._record_data_quality()
         return self.upload
+
+    async def _record_data_quality(self) -> None:
+        """Snapshot the tenant's data statistics into the committed upload's details.
+
+        Best effort: the import itself has committed, so a failure here is logged and
+        the upload simply shows no data_quality.
+        """
+        if self.importer.data_stats is None:
+            return
+        try:
+            stats = await self.importer.data_stats(self.tenant.id)
+            details = {**self.upload.details, "data_quality": stats.as_dict()}
+            async with self.importer.sessions() as session, session.begin():
+                await session.execute(
+                    update(Upload).where(Upload.id == self.upload.id).values(details=details)
+                )
+        except Exception:
+            logger.exception("could not compute data statistics after upload %s", self.upload.id)
+            return
+        self.upload.details = details
 
     def _audit(
         self, session: AsyncSession, action: str, outcome: str, metadata: dict[str, str]

@@ -12,6 +12,7 @@ hour time zone shift the buckets correctly.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -51,6 +52,24 @@ class DataStatsResult:
     duplicate_interactions: int = 0
     problems: list[str] = field(default_factory=list)
     compute_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for ``uploads.details`` (the snapshot taken after an import)."""
+        data = dataclasses.asdict(self)
+        for key in ("first_time", "last_time", "compute_time"):
+            value = data[key]
+            data[key] = value.isoformat() if value is not None else None
+        data["top_categories"] = [list(pair) for pair in self.top_categories]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataStatsResult:
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        for key in ("first_time", "last_time", "compute_time"):
+            if values.get(key):
+                values[key] = datetime.fromisoformat(values[key])
+        values["top_categories"] = [(str(c), int(n)) for c, n in values.get("top_categories", [])]
+        return cls(**values)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from services.errors import FieldViolation, InvalidArgument
 from services.identity.credentials import Principal
 from services.ingestion.auth import caller, resolve_tenant
 from services.ingestion.imports import Importer, ImportOptions, ImportRun, timestamp
-from services.ingestion.queries import MAX_RETURNED_ERRORS, Queries
+from services.ingestion.queries import MAX_RETURNED_ERRORS, DataStatsResult, Queries
 from services.ingestion.tracking import consumers, track_events
 from services.runtime.servicers import contract_servicer
 from services.storage.models import Item, Tenant, Upload
@@ -70,6 +70,35 @@ _TYPE_NAMES = {
 _TYPE_TO_PROTO = {v: k for k, v in _TYPE_NAMES.items()}
 
 
+def data_stats_proto(tenant_id: str, stats: DataStatsResult) -> pb.DataStats:
+    message = pb.DataStats(
+        tenant_id=tenant_id,
+        item_count=stats.item_count,
+        user_count=stats.user_count,
+        interaction_count=stats.interaction_count,
+        interactions_by_type=[
+            pb.InteractionTypeCount(
+                interaction_type=_TYPE_TO_PROTO.get(k, pb.INTERACTION_TYPE_UNSPECIFIED),
+                count=v,
+            )
+            for k, v in sorted(stats.by_type.items())
+        ],
+        category_count=stats.category_count,
+        top_categories=[pb.CategoryCount(category=c, count=n) for c, n in stats.top_categories],
+        density=stats.density,
+        compute_time=timestamp(stats.compute_time),
+        duplicate_interaction_count=stats.duplicate_interactions,
+        cold_user_count=stats.cold_users,
+        cold_item_count=stats.cold_items,
+        problems=stats.problems,
+    )
+    if stats.first_time is not None:
+        message.first_interaction_time.CopyFrom(timestamp(stats.first_time))
+    if stats.last_time is not None:
+        message.last_interaction_time.CopyFrom(timestamp(stats.last_time))
+    return message
+
+
 def upload_to_proto(
     upload: Upload, run: ImportRun | None = None, *, with_errors: bool = True
 ) -> pb.Upload:
@@ -98,6 +127,11 @@ def upload_to_proto(
         message.rows_skipped = run.snapshot.skipped
     if upload.completed_at is not None:
         message.complete_time.CopyFrom(timestamp(upload.completed_at))
+    quality = details.get("data_quality")
+    if isinstance(quality, dict):
+        message.data_quality.CopyFrom(
+            data_stats_proto(upload.tenant_id, DataStatsResult.from_dict(quality))
+        )
     if with_errors and "errors" in upload.__dict__:
         errors = upload.errors or []
         for error in errors[:MAX_RETURNED_ERRORS]:
@@ -184,8 +218,8 @@ _Base: Any = contract_servicer(
 class IngestionServicer(_Base):  # type: ignore[misc]
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
-        self._importer = Importer(ctx.sessions)
         self._queries = Queries(ctx.sessions)
+        self._importer = Importer(ctx.sessions, self._queries.data_stats)
 
     async def _tenant(
         self, context: Context, requested: str, scope: str, *, write: bool = False
@@ -379,32 +413,7 @@ class IngestionServicer(_Base):  # type: ignore[misc]
     ) -> pb.DataStats:
         _, tenant = await self._tenant(context, request.tenant_id, "data:read")
         stats = await self._queries.data_stats(tenant.id)
-        message = pb.DataStats(
-            tenant_id=tenant.id,
-            item_count=stats.item_count,
-            user_count=stats.user_count,
-            interaction_count=stats.interaction_count,
-            interactions_by_type=[
-                pb.InteractionTypeCount(
-                    interaction_type=_TYPE_TO_PROTO.get(k, pb.INTERACTION_TYPE_UNSPECIFIED),
-                    count=v,
-                )
-                for k, v in sorted(stats.by_type.items())
-            ],
-            category_count=stats.category_count,
-            top_categories=[pb.CategoryCount(category=c, count=n) for c, n in stats.top_categories],
-            density=stats.density,
-            compute_time=timestamp(stats.compute_time),
-            duplicate_interaction_count=stats.duplicate_interactions,
-            cold_user_count=stats.cold_users,
-            cold_item_count=stats.cold_items,
-            problems=stats.problems,
-        )
-        if stats.first_time is not None:
-            message.first_interaction_time.CopyFrom(timestamp(stats.first_time))
-        if stats.last_time is not None:
-            message.last_interaction_time.CopyFrom(timestamp(stats.last_time))
-        return message
+        return data_stats_proto(tenant.id, stats)
 
     async def GetAnalytics(
         self, request: svc.GetAnalyticsRequest, context: Context

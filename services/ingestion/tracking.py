@@ -229,7 +229,15 @@ def consumers(settings: Settings, sessions: async_sessionmaker[AsyncSession]) ->
             if settings.event_bus == "kafka":
                 from services.events.kafka import KafkaConsumer
 
-                consumer: Any = KafkaConsumer(settings.kafka_bootstrap, group, [topic])
+                timeout = settings.kafka_session_timeout_ms
+                consumer: Any = KafkaConsumer(
+                    settings.kafka_bootstrap,
+                    group,
+                    [topic],
+                    session_timeout_ms=timeout,
+                    # librdkafka wants heartbeats well inside the session timeout.
+                    heartbeat_interval_ms=max(timeout // 4, 100),
+                )
             else:
                 from services.events.sqllog import SqlLogConsumer
 

@@ -1,4 +1,8 @@
-"""The retrieval service: the whole contract is served; behaviour lands with its issue."""
+"""The retrieval service: recommendations from the deployed models' indexes (issue #6).
+
+See docs/retrieval-service.md. The module's ``background`` tasks (impression writer,
+deployment and interaction consumers) must run with the server.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,6 @@ __all__ = ["module"]
 
 
 def module(ctx: ServiceContext) -> ServiceModule:
-    from embrec.retrieval.v1 import retrieval_service_pb2, retrieval_service_pb2_grpc
-    from services.runtime.servicers import unbuilt_module
+    from services.retrieval.servicer import build_module
 
-    return unbuilt_module(
-        "retrieval",
-        retrieval_service_pb2,
-        retrieval_service_pb2_grpc,
-        ["RetrievalService", "RetrievalInternalService"],
-        "issue #6 (retrieval)",
-    )
+    return build_module(ctx)

@@ -390,6 +390,8 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: auto_deploy, failure reason code, data snapshot (revision 0003).
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ModelVersion(Base):
@@ -427,6 +429,8 @@ class Deployment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(default=True)
+    #: state, previous deployment, forced, rollback, reason (revision 0003).
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Schedule(Base):
@@ -445,6 +449,8 @@ class Schedule(Base):
     last_run_at: Mapped[datetime | None]
     last_job_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: name, min_new_interactions and its watermark (revision 0003).
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 # --------------------------------------------------------------------------- audit service

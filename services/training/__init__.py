@@ -1,4 +1,12 @@
-"""The training service: the whole contract is served; behaviour lands with its issue."""
+"""The training service: jobs, the model registry, deployments, schedules, the worker.
+
+Modules: ``hyper`` (hyperparameter ranges and platform defaults; pure), ``quality``
+(the data-quality check), ``domain`` (TrainingStore: jobs, models, deployments,
+schedules; no grpc), ``convert`` (rows as protobuf), ``worker`` (claims and runs jobs),
+``runner`` (the training child process: torch lives only there), ``servicer`` (the
+gRPC adapter). docs/training-service.md describes the queue, the artifacts and the
+deployment format the retrievers read.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +20,6 @@ __all__ = ["module"]
 
 
 def module(ctx: ServiceContext) -> ServiceModule:
-    from embrec.training.v1 import training_service_pb2, training_service_pb2_grpc
-    from services.runtime.servicers import unbuilt_module
+    from services.training.servicer import build_module
 
-    return unbuilt_module(
-        "training",
-        training_service_pb2,
-        training_service_pb2_grpc,
-        ["TrainingService"],
-        "issue #5 (training)",
-    )
+    return build_module(ctx)

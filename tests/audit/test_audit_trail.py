@@ -18,9 +18,15 @@ from embrec.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from services.app import build_runtime
 from services.audit.record import record_audit
 from services.config import SERVICE_NAMES, load_settings
-from services.identity.credentials import Principal, principal_headers
+from services.identity.credentials import (
+    SCOPES,
+    Principal,
+    generate_api_key,
+    issue_access_token,
+    principal_headers,
+)
 from services.runtime.server import Runtime
-from services.storage.models import AuditEvent
+from services.storage.models import ApiKey, AuditEvent, Tenant
 
 SECRET = "s" * 40
 
@@ -66,6 +72,20 @@ def _sessions(rt: Runtime):  # type: ignore[no-untyped-def]
     return next(m for m in rt.modules if m.name == "audit").store._sessions  # type: ignore[attr-defined]
 
 
+async def _tenant(rt: Runtime, tenant_id: str, status: str = "active") -> str:
+    async with _sessions(rt)() as session, session.begin():
+        session.add(
+            Tenant(
+                id=tenant_id,
+                name=tenant_id,
+                slug=f"slug-{tenant_id}",
+                email=f"a@{tenant_id}.example",
+                status=status,
+            )
+        )
+    return tenant_id
+
+
 async def _produce(rt: Runtime, tenant: str, n: int, action: str = "tenant.update") -> None:
     sessions = _sessions(rt)
     async with sessions() as session, session.begin():
@@ -99,6 +119,8 @@ async def _wait_for(stub, metadata, count: int, **filters):  # type: ignore[no-u
 async def test_events_flow_into_a_verifiable_chain(runtime: Runtime) -> None:
     # Unique tenants: the PostgreSQL database is shared by the whole test session.
     tenant_a, tenant_b = f"ta-{uuid.uuid4().hex[:8]}", f"tb-{uuid.uuid4().hex[:8]}"
+    await _tenant(runtime, tenant_a)
+    await _tenant(runtime, tenant_b)
     await _produce(runtime, tenant_a, 5)
     await _produce(runtime, tenant_b, 3, action="apikey.create")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
@@ -210,3 +232,84 @@ async def test_record_events_is_idempotent_and_validates(runtime: Runtime) -> No
         with pytest.raises(grpc.aio.AioRpcError) as invalid:
             await stub.RecordEvents(audit_service_pb2.RecordEventsRequest(events=[bad]))
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _bearer(secret: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {secret}"),)
+
+
+async def _api_key(rt: Runtime, tenant_id: str, scopes: list[str]) -> str:
+    key = generate_api_key()
+    async with _sessions(rt)() as session, session.begin():
+        session.add(
+            ApiKey(
+                tenant_id=tenant_id,
+                name="audit reader",
+                prefix=key.prefix,
+                secret_hash=key.secret_hash,
+                scopes=scopes,
+            )
+        )
+    return key.full_key
+
+
+async def test_direct_grpc_callers_use_access_tokens_and_api_keys(runtime: Runtime) -> None:
+    """No gateway in front: the service itself checks JWTs and API keys."""
+    tenant_a = await _tenant(runtime, f"ta-{uuid.uuid4().hex[:8]}")
+    tenant_b = await _tenant(runtime, f"tb-{uuid.uuid4().hex[:8]}")
+    await _produce(runtime, tenant_a, 2)
+    await _produce(runtime, tenant_b, 1)
+    jwt_secret = "j" * 40
+
+    def token(tenant_id: str, role: str = "tenant_admin", scopes: frozenset[str] = SCOPES) -> str:
+        principal = Principal(subject="user:u", tenant_id=tenant_id, role=role, scopes=scopes)
+        return issue_access_token(principal, jwt_secret)[0]
+
+    admin = _bearer(token("", role="platform_admin"))
+    reader_key = await _api_key(runtime, tenant_a, ["audit:read"])
+    plain_key = await _api_key(runtime, tenant_a, ["recommend:read"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as channel:
+        stub = audit_service_pb2_grpc.AuditServiceStub(channel)
+        mine = await _wait_for(stub, admin, 2, tenant_id=tenant_a)
+        await _wait_for(stub, admin, 1, tenant_id=tenant_b)
+
+        by_token = await _search(stub, _bearer(token(tenant_a)))
+        by_key = await _search(stub, _bearer(reader_key))
+        assert len(by_token.audit_events) == len(by_key.audit_events) == 2
+        assert {e.tenant_id for e in by_key.audit_events} == {tenant_a}
+        # Naming itself by slug is fine; naming another tenant is not.
+        own_slug = await _search(stub, _bearer(reader_key), tenant_id=f"slug-{tenant_a}")
+        assert len(own_slug.audit_events) == 2
+
+        async def code(metadata, **request):  # type: ignore[no-untyped-def]
+            try:
+                await _search(stub, metadata, **request)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        denied = grpc.StatusCode.PERMISSION_DENIED
+        assert await code(_bearer(token(tenant_a)), tenant_id=tenant_b) == denied
+        assert await code(_bearer(reader_key), tenant_id=f"slug-{tenant_b}") == denied
+        assert await code(_bearer(plain_key)) == denied  # no audit:read scope
+        unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+        assert await code(_bearer(reader_key[:-2] + "xx")) == unauthenticated
+        assert await code(_bearer(token(tenant_a)[:-3] + "abc")) == unauthenticated
+
+        # From this test's first event: the PostgreSQL database is shared by the session,
+        # and another test tampers with its own rows on purpose.
+        first = min(e.sequence for e in mine.audit_events)
+        verify = audit_service_pb2.VerifyChainRequest(start_sequence=first)
+        assert (await stub.VerifyChain(verify, metadata=admin)).valid
+        with pytest.raises(grpc.aio.AioRpcError) as not_admin:
+            await stub.VerifyChain(verify, metadata=_bearer(token(tenant_a)))
+        assert not_admin.value.code() == denied
+
+        # Suspended: its people may still read their trail, its API keys may not.
+        async with _sessions(runtime)() as session, session.begin():
+            await session.execute(
+                update(Tenant).where(Tenant.id == tenant_a).values(status="suspended")
+            )
+        await asyncio.sleep(1.1)  # the tenant state is cached for at most a second
+        assert await code(_bearer(token(tenant_a))) == grpc.StatusCode.OK
+        assert await code(_bearer(reader_key)) == denied

@@ -109,8 +109,8 @@ class SecuredStack:
             )
 
 
-@pytest.fixture
-async def secured(tmp_path: Path, postgres_url: str, redis_url: str) -> AsyncIterator[SecuredStack]:
+async def start_secured(tmp_path: Path, postgres_url: str, redis_url: str) -> SecuredStack:
+    """Every service plus the gateway module, real Envoy with security on in front."""
     listen, admin = free_port(), free_port()
     settings = load_settings(
         data_dir=tmp_path / "data",
@@ -130,9 +130,23 @@ async def secured(tmp_path: Path, postgres_url: str, redis_url: str) -> AsyncIte
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = render_gateway_config(settings, REPO_ROOT, port, security=True)
     envoy = EnvoyProcess(config, admin, workdir=settings.data_dir)
-    await asyncio.to_thread(envoy.start)
     try:
-        yield SecuredStack(runtime, envoy, f"http://127.0.0.1:{listen}", f"127.0.0.1:{listen}")
-    finally:
-        envoy.close()
+        await asyncio.to_thread(envoy.start)
+    except BaseException:
         await runtime.stop()
+        raise
+    return SecuredStack(runtime, envoy, f"http://127.0.0.1:{listen}", f"127.0.0.1:{listen}")
+
+
+async def stop_secured(stack: SecuredStack) -> None:
+    stack.envoy.close()
+    await stack.runtime.stop()
+
+
+@pytest.fixture
+async def secured(tmp_path: Path, postgres_url: str, redis_url: str) -> AsyncIterator[SecuredStack]:
+    stack = await start_secured(tmp_path, postgres_url, redis_url)
+    try:
+        yield stack
+    finally:
+        await stop_secured(stack)

@@ -87,8 +87,8 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyChain(self, request, context):
-        """Recomputes the hash chain over a sequence range and reports the first
-        broken link. A broken chain is a normal answer (valid = false), not an
+        """Recomputes every tenant's hash chain over a sequence range (each event
+        against the same tenant's previous event) and reports the first broken link. A broken chain is a normal answer (valid = false), not an
         error, so monitoring can read it. Platform admins only.
 
         Returns INVALID_ARGUMENT if start_sequence exceeds end_sequence,
@@ -237,8 +237,8 @@ class AuditInternalServiceServicer:
     """
 
     def RecordEvents(self, request, context):
-        """Internal. Appends events to the chain, in request order, idempotently by
-        event id. Services normally publish AuditRecorded on the bus instead; this
+        """Internal. Appends events to their tenants' chains, in request order,
+        idempotently by event id. Services normally publish AuditRecorded on the bus instead; this
         is the synchronous path (embedded mode, tests).
 
         Returns INVALID_ARGUMENT if an event lacks id, actor, action, outcome or

@@ -201,3 +201,37 @@ class ReloadIndexesResponse(_message.Message):
     INDEXES_FIELD_NUMBER: _ClassVar[int]
     indexes: _containers.RepeatedCompositeFieldContainer[IndexStatus]
     def __init__(self, indexes: _Optional[_Iterable[_Union[IndexStatus, _Mapping]]] = ...) -> None: ...
+
+class GetTrafficStatsRequest(_message.Message):
+    __slots__ = ("tenant_id", "start_time", "end_time")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VariantStats(_message.Message):
+    __slots__ = ("model_version", "traffic_percent", "served_count", "fallback_count", "clicked_count", "click_through_rate")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    SERVED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLICKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLICK_THROUGH_RATE_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    traffic_percent: int
+    served_count: int
+    fallback_count: int
+    clicked_count: int
+    click_through_rate: float
+    def __init__(self, model_version: _Optional[str] = ..., traffic_percent: _Optional[int] = ..., served_count: _Optional[int] = ..., fallback_count: _Optional[int] = ..., clicked_count: _Optional[int] = ..., click_through_rate: _Optional[float] = ...) -> None: ...
+
+class GetTrafficStatsResponse(_message.Message):
+    __slots__ = ("variants", "deployment_id")
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    variants: _containers.RepeatedCompositeFieldContainer[VariantStats]
+    deployment_id: str
+    def __init__(self, variants: _Optional[_Iterable[_Union[VariantStats, _Mapping]]] = ..., deployment_id: _Optional[str] = ...) -> None: ...

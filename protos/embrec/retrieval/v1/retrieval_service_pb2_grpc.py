@@ -69,7 +69,7 @@ class RetrievalServiceServicer:
         embedding from their recent interactions (or recent_item_ids); users with
         no history get popular items (fallback, UNKNOWN_USER).
 
-        Returns INVALID_ARGUMENT if user_id is empty, count is outside 1-100 or
+        Returns INVALID_ARGUMENT if user_id is empty, count is outside 1-500 or
         min_price exceeds max_price; PERMISSION_DENIED without recommend:read or
         for another tenant; RESOURCE_EXHAUSTED over the plan's rate;
         NOT_FOUND if a pinned model_version does not exist.
@@ -238,6 +238,11 @@ class RetrievalInternalServiceStub:
                 request_serializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.ReloadIndexesRequest.SerializeToString,
                 response_deserializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.ReloadIndexesResponse.FromString,
                 _registered_method=True)
+        self.GetTrafficStats = channel.unary_unary(
+                '/embrec.retrieval.v1.RetrievalInternalService/GetTrafficStats',
+                request_serializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.GetTrafficStatsRequest.SerializeToString,
+                response_deserializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.GetTrafficStatsResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalInternalServiceServicer:
@@ -267,6 +272,18 @@ class RetrievalInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrafficStats(self, request, context):
+        """Internal. Per model version of a tenant's traffic split: responses served
+        and click-through rate from attributed interactions, for the console's A/B
+        view. Needs analytics:read; platform admins name the tenant.
+
+        Returns INVALID_ARGUMENT if the time range is reversed, PERMISSION_DENIED
+        without analytics:read or for another tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -279,6 +296,11 @@ def add_RetrievalInternalServiceServicer_to_server(servicer, server):
                     servicer.ReloadIndexes,
                     request_deserializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.ReloadIndexesRequest.FromString,
                     response_serializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.ReloadIndexesResponse.SerializeToString,
+            ),
+            'GetTrafficStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrafficStats,
+                    request_deserializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.GetTrafficStatsRequest.FromString,
+                    response_serializer=embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.GetTrafficStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -338,6 +360,33 @@ class RetrievalInternalService:
             '/embrec.retrieval.v1.RetrievalInternalService/ReloadIndexes',
             embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.ReloadIndexesRequest.SerializeToString,
             embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.ReloadIndexesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrafficStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embrec.retrieval.v1.RetrievalInternalService/GetTrafficStats',
+            embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.GetTrafficStatsRequest.SerializeToString,
+            embrec_dot_retrieval_dot_v1_dot_retrieval__service__pb2.GetTrafficStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,487 @@
+"""Serving state of one retriever replica: deployments, loaded indexes, user histories.
+
+No grpc here (the servicer adapts it). What a replica keeps, per tenant it has served:
+
+* the tenant's **base**: its catalog (``items``) and time-decayed popularity over the
+  last ``popularity_window`` of interactions, as a model-less ``TenantModelIndex``.
+  It answers PopularItems and every fallback when no model version is loaded; it is
+  rebuilt in the background when older than ``base_ttl`` (the old one serves meanwhile).
+* the tenant's **route**: the active deployment's id and traffic split. A new route is
+  installed only after every version it names has finished loading (or failed to), so
+  a deploy never sends a request to a version that is still loading: old versions serve
+  until the swap, which is one attribute assignment. Versions the new split does not
+  use are then unloaded (``IndexRegistry.retain``).
+* **histories**: each user's recent interactions (newest first, at most
+  ``history_size``), read from ``interactions`` on first use and kept current by the
+  interactions consumer. They feed fold-in for users unseen at training time and the
+  "exclude already seen" filter. Bounded LRU over users.
+
+Deployment rows (table ``deployments``, written by the training service) hold the split
+as JSON: ``[{"model_version": "v3", "percent": 90}, {"model_version": "v4", "percent": 10}]``;
+``"version": 3`` (the ``models.version`` integer) is accepted for ``model_version``.
+The active row is the newest with ``active = true``. A version's artifacts are found
+through ``models.artifact_uri`` (a path, ``file://`` URI, or a path relative to the
+artifact directory) for the row with that tenant and integer version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from retriever.engine import TenantModelIndex, load_from_artifacts
+from retriever.errors import ModelNotLoadedError
+from retriever.filters import Catalog
+from retriever.foldin import Interaction as RecentItem
+from retriever.popularity import Popularity
+from retriever.registry import IndexRegistry
+from services.storage.models import Deployment, Interaction, Item, ModelVersion
+
+__all__ = [
+    "IndexInfo",
+    "Route",
+    "ServingState",
+    "TenantBase",
+    "parse_split",
+    "version_label",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Interaction weights for time-decayed popularity (a purchase says more than a view).
+_POPULARITY_WEIGHTS = {"purchase": 3.0, "add_to_cart": 2.0, "like": 1.5, "rating": 1.5}
+#: At most this many recent interactions are read to compute a tenant's popularity.
+_POPULARITY_ROWS = 500_000
+
+
+def version_label(value: Any) -> str:
+    """``3`` / ``"3"`` / ``"v3"`` → ``"v3"`` (what responses and splits show)."""
+    text = str(value).strip()
+    if text.isdigit():
+        return f"v{int(text)}"
+    return text
+
+
+def version_number(label: str) -> int | None:
+    text = label.strip().lower().removeprefix("v")
+    return int(text) if text.isdigit() else None
+
+
+def parse_split(raw: Any) -> list[tuple[str, float]]:
+    """The deployment row's split JSON as ``[(version label, percent)]`` (see module doc)."""
+    entries = raw.get("traffic_split", raw.get("split", [])) if isinstance(raw, dict) else raw
+    out: list[tuple[str, float]] = []
+    for entry in entries or []:
+        if not isinstance(entry, dict):
+            continue
+        version = entry.get("model_version", entry.get("version"))
+        if version is None or str(version).strip() == "":
+            continue
+        percent = float(entry.get("percent", entry.get("traffic_percent", 0)) or 0)
+        if percent > 0:
+            out.append((version_label(version), percent))
+    total = sum(p for _, p in out)
+    if out and not math.isclose(total, 100.0, abs_tol=1e-6):
+        # A malformed row must not take the tenant down: normalise and say so.
+        logger.warning("deployment split sums to %s, normalising to 100", total)
+        out = [(v, p * 100.0 / total) for v, p in out]
+    return out
+
+
+@dataclass(frozen=True)
+class Route:
+    """A tenant's active deployment as this replica serves it."""
+
+    deployment_id: str
+    split: tuple[tuple[str, float], ...]
+
+    @property
+    def versions(self) -> list[str]:
+        return [v for v, _ in self.split]
+
+
+NO_ROUTE = Route(deployment_id="", split=())
+
+
+@dataclass(frozen=True)
+class TenantBase:
+    """Catalog plus live popularity, as a model-less bundle; see the module docstring."""
+
+    bundle: TenantModelIndex
+    built_at: float
+
+
+@dataclass
+class IndexInfo:
+    """What GetIndexStatus reports about one (tenant, version)."""
+
+    tenant_id: str
+    model_version: str
+    state: str  # loading | ready | failed
+    error: str = ""
+    loaded_at: datetime | None = None
+    bundle: TenantModelIndex | None = None
+
+
+@dataclass
+class _History:
+    items: list[RecentItem] = field(default_factory=list)
+    loaded: bool = False
+
+
+@dataclass
+class _Tenant:
+    route: Route = NO_ROUTE
+    base: TenantBase | None = None
+    refreshing: asyncio.Task[None] | None = None
+    reloading: asyncio.Task[Route] | None = None
+    known_versions: set[str] = field(default_factory=set)
+
+
+class ServingState:
+    """Everything one replica serves from; see the module docstring."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        artifact_dir: Path,
+        *,
+        memory_cap_bytes: int | None = None,
+        base_ttl: float = 300.0,
+        popularity_window: timedelta = timedelta(days=30),
+        popularity_half_life: timedelta = timedelta(days=7),
+        history_size: int = 200,
+        max_users: int = 200_000,
+        clock: Any = time.monotonic,
+        on_load: Any = None,
+    ) -> None:
+        self._sessions = sessions
+        #: Called with "ready" or "failed" after each version load (metrics).
+        self._on_load = on_load or (lambda outcome: None)
+        self._artifact_dir = artifact_dir
+        self.registry = IndexRegistry(memory_cap_bytes)
+        self._base_ttl = base_ttl
+        self._window = popularity_window
+        self._half_life = popularity_half_life
+        self._history_size = history_size
+        self._max_users = max_users
+        self._clock = clock
+        self._tenants: dict[str, _Tenant] = {}
+        self._histories: OrderedDict[tuple[str, str], _History] = OrderedDict()
+        self.index_info: dict[tuple[str, str], IndexInfo] = {}
+
+    # ------------------------------------------------------------------ tenants
+    def _tenant(self, tenant_id: str) -> _Tenant:
+        state = self._tenants.get(tenant_id)
+        if state is None:
+            state = self._tenants[tenant_id] = _Tenant()
+        return state
+
+    @property
+    def tenants(self) -> list[str]:
+        return sorted(self._tenants)
+
+    async def ensure_tenant(self, tenant_id: str) -> tuple[Route, TenantBase]:
+        """The tenant's route and base, loading both on first use (awaits only then)."""
+        state = self._tenant(tenant_id)
+        if state.base is None:
+            await self._refresh_base(tenant_id)
+            await self.reload(tenant_id, wait=False)
+        elif self._clock() - state.base.built_at > self._base_ttl and state.refreshing is None:
+            state.refreshing = asyncio.create_task(self._refresh_base(tenant_id))
+        assert state.base is not None
+        return state.route, state.base
+
+    def route(self, tenant_id: str) -> Route:
+        return self._tenant(tenant_id).route
+
+    async def _refresh_base(self, tenant_id: str) -> None:
+        state = self._tenant(tenant_id)
+        try:
+            catalog, positions, stamps, weights = await self._read_base(tenant_id)
+            now = time.time()
+            bundle = await asyncio.to_thread(
+                _base_bundle, tenant_id, catalog, positions, stamps, weights, now, self._half_life
+            )
+            state.base = TenantBase(bundle, self._clock())
+        except Exception:
+            if state.base is None:
+                raise
+            logger.exception("could not refresh the catalog of tenant %s; keeping the old", tenant_id)
+        finally:
+            state.refreshing = None
+
+    async def _read_base(
+        self, tenant_id: str
+    ) -> tuple[Catalog, list[int], list[float], list[float]]:
+        since = datetime.now(UTC) - self._window
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Item.item_id, Item.category, Item.price, Item.title, Item.image_url)
+                    .where(Item.tenant_id == tenant_id)
+                    .order_by(Item.item_id)
+                )
+            ).all()
+            events = (
+                await session.execute(
+                    select(Interaction.item_id, Interaction.ts, Interaction.type)
+                    .where(Interaction.tenant_id == tenant_id, Interaction.ts >= since)
+                    .order_by(Interaction.ts.desc())
+                    .limit(_POPULARITY_ROWS)
+                )
+            ).all()
+        catalog = Catalog.from_columns(
+            [r.item_id for r in rows],
+            [r.category for r in rows],
+            [r.price for r in rows],
+            titles=[r.title or "" for r in rows],
+            image_urls=[r.image_url or "" for r in rows],
+        )
+        pos = catalog.positions
+        positions: list[int] = []
+        stamps: list[float] = []
+        weights: list[float] = []
+        for item_id, ts, kind in events:
+            p = pos.get(item_id)
+            if p is not None:
+                positions.append(p)
+                stamps.append(ts.timestamp())
+                weights.append(_POPULARITY_WEIGHTS.get(kind, 1.0))
+        return catalog, positions, stamps, weights
+
+    # ---------------------------------------------------------------- deployments
+    async def reload(self, tenant_id: str, *, wait: bool = True) -> Route:
+        """Re-read the active deployment, load its versions, then swap the route.
+
+        Concurrent calls for a tenant share one reload. ``wait=False`` starts it and
+        returns the current route at once (first request of a tenant).
+        """
+        state = self._tenant(tenant_id)
+        task = state.reloading
+        if task is None or task.done():
+            task = state.reloading = asyncio.create_task(self._reload(tenant_id))
+        if not wait:
+            return state.route
+        return await asyncio.shield(task)
+
+    async def _reload(self, tenant_id: str) -> Route:
+        state = self._tenant(tenant_id)
+        route, uris = await self._read_route(tenant_id)
+        if state.base is None:
+            await self._refresh_base(tenant_id)
+        assert state.base is not None
+        catalog = state.base.bundle.catalog
+        loads = []
+        for version in route.versions:
+            uri = uris.get(version)
+            if uri is None:
+                self._fail(tenant_id, version, "no model row with this version")
+                continue
+            loads.append(self._load_version(tenant_id, version, uri, catalog))
+        await asyncio.gather(*loads)
+        # The swap: one assignment, after every version of the split is ready (or failed).
+        state.route = route
+        state.known_versions |= set(route.versions)
+        dropped = self.registry.retain(tenant_id, route.versions)
+        for version in dropped:
+            self.index_info.pop((tenant_id, version), None)
+            logger.info("unloaded tenant %s model %s (not in the split)", tenant_id, version)
+        logger.info(
+            "tenant %s serves deployment %s split %s",
+            tenant_id,
+            route.deployment_id or "-",
+            list(route.split),
+        )
+        return route
+
+    async def _read_route(self, tenant_id: str) -> tuple[Route, dict[str, str]]:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(Deployment.id, Deployment.split)
+                    .where(Deployment.tenant_id == tenant_id, Deployment.active.is_(True))
+                    .order_by(Deployment.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                return NO_ROUTE, {}
+            split = parse_split(row.split)
+            numbers = [n for n in (version_number(v) for v, _ in split) if n is not None]
+            models = (
+                await session.execute(
+                    select(ModelVersion.version, ModelVersion.artifact_uri).where(
+                        ModelVersion.tenant_id == tenant_id, ModelVersion.version.in_(numbers)
+                    )
+                )
+            ).all()
+        uris = {version_label(m.version): m.artifact_uri for m in models}
+        return Route(deployment_id=str(row.id), split=tuple(split)), uris
+
+    async def model_exists(self, tenant_id: str, version: str) -> str | None:
+        """The artifact URI of a tenant's model version, or None."""
+        number = version_number(version)
+        if number is None:
+            return None
+        async with self._sessions() as session:
+            uri = await session.scalar(
+                select(ModelVersion.artifact_uri).where(
+                    ModelVersion.tenant_id == tenant_id, ModelVersion.version == number
+                )
+            )
+        return uri
+
+    def load_pinned(self, tenant_id: str, version: str, uri: str) -> None:
+        """Start loading a version a request pinned (not part of the split)."""
+        state = self._tenant(tenant_id)
+        if state.base is None or (tenant_id, version) in self.index_info:
+            return
+        asyncio.get_running_loop().create_task(
+            self._load_version(tenant_id, version, uri, state.base.bundle.catalog)
+        )
+
+    async def _load_version(self, tenant_id: str, version: str, uri: str, catalog: Catalog) -> None:
+        if self.registry.peek(tenant_id, version) is not None:
+            return
+        info = self.index_info.get((tenant_id, version))
+        if info is None or info.state != "loading":
+            info = self.index_info[(tenant_id, version)] = IndexInfo(tenant_id, version, "loading")
+        path = self._resolve(uri)
+
+        def loader() -> TenantModelIndex:
+            return load_from_artifacts(path, catalog, tenant_id=tenant_id, model_version=version)
+
+        started = time.perf_counter()
+        try:
+            bundle = await asyncio.wrap_future(
+                self.registry.load_in_background(tenant_id, version, loader)
+            )
+        except Exception as exc:
+            self._fail(tenant_id, version, f"{type(exc).__name__}: {exc}")
+            return
+        info.state, info.bundle, info.loaded_at = "ready", bundle, datetime.now(UTC)
+        self._on_load("ready")
+        logger.info(
+            "loaded tenant %s model %s: %d items in %.2f s",
+            tenant_id,
+            version,
+            len(bundle.catalog),
+            time.perf_counter() - started,
+        )
+
+    def _fail(self, tenant_id: str, version: str, message: str) -> None:
+        logger.warning("could not load tenant %s model %s: %s", tenant_id, version, message)
+        self._on_load("failed")
+        self.index_info[(tenant_id, version)] = IndexInfo(
+            tenant_id, version, "failed", error=message[:500]
+        )
+
+    def _resolve(self, uri: str) -> Path:
+        if uri.startswith("file://"):
+            return Path(unquote(urlparse(uri).path))
+        path = Path(uri)
+        return path if path.is_absolute() else self._artifact_dir / path
+
+    def bundle_for(self, tenant_id: str, version: str) -> TenantModelIndex | None:
+        """The loaded index of this version, or None (loading, failed, evicted)."""
+        try:
+            return self.registry.get(tenant_id, version)
+        except ModelNotLoadedError:
+            return None
+
+    def was_evicted(self, tenant_id: str, version: str) -> bool:
+        info = self.index_info.get((tenant_id, version))
+        return info is not None and info.state == "ready" and self.registry.peek(
+            tenant_id, version
+        ) is None
+
+    # ------------------------------------------------------------------ histories
+    async def history(self, tenant_id: str, user_id: str) -> list[RecentItem]:
+        """The user's recent interactions, newest first (read from SQL on first use)."""
+        key = (tenant_id, user_id)
+        entry = self._histories.get(key)
+        if entry is not None and entry.loaded:
+            self._histories.move_to_end(key)
+            return entry.items
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Interaction.item_id, Interaction.type)
+                    .where(Interaction.tenant_id == tenant_id, Interaction.user_id == user_id)
+                    .order_by(Interaction.ts.desc(), Interaction.id.desc())
+                    .limit(self._history_size)
+                )
+            ).all()
+        stored = [RecentItem(r.item_id, r.type) for r in rows]
+        entry = self._histories.get(key)
+        # Events that arrived on the bus meanwhile are newer than what SQL holds (the
+        # store consumer may not have written them yet): keep them in front.
+        fresh = entry.items if entry is not None else []
+        merged = (fresh + [s for s in stored if s not in fresh])[: self._history_size]
+        self._put_history(key, _History(merged, loaded=True))
+        return merged
+
+    def record(self, tenant_id: str, user_id: str, items: Sequence[RecentItem]) -> None:
+        """New interactions of a user, oldest first (from the bus)."""
+        key = (tenant_id, user_id)
+        entry = self._histories.get(key) or _History()
+        entry.items = [*reversed(items), *entry.items][: self._history_size]
+        self._put_history(key, entry)
+
+    def _put_history(self, key: tuple[str, str], entry: _History) -> None:
+        self._histories[key] = entry
+        self._histories.move_to_end(key)
+        while len(self._histories) > self._max_users:
+            self._histories.popitem(last=False)
+
+    def forget_tenant_histories(self, tenant_id: str) -> None:
+        for key in [k for k in self._histories if k[0] == tenant_id]:
+            del self._histories[key]
+
+    # ---------------------------------------------------------------------- misc
+    def indexes(self, tenant_id: str = "") -> list[IndexInfo]:
+        return [
+            info
+            for key, info in sorted(self.index_info.items())
+            if not tenant_id or key[0] == tenant_id
+        ]
+
+    def serves(self, tenant_id: str) -> bool:
+        return tenant_id in self._tenants
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+def _base_bundle(
+    tenant_id: str,
+    catalog: Catalog,
+    positions: Iterable[int],
+    stamps: Iterable[float],
+    weights: Iterable[float],
+    now: float,
+    half_life: timedelta,
+) -> TenantModelIndex:
+    popularity = Popularity.from_events(
+        len(catalog),
+        np.fromiter(positions, dtype=np.int64),
+        np.fromiter(stamps, dtype=np.float64),
+        now=now,
+        half_life_s=half_life.total_seconds(),
+        weights=np.fromiter(weights, dtype=np.float64),
+    )
+    return TenantModelIndex.build(tenant_id, "", catalog, None, popularity=popularity)
