@@ -110,6 +110,35 @@ def up() -> None:
 
 
 @app.command()
+def console(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default EMBREC_CONSOLE_PORT).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    target: Annotated[
+        str | None,
+        typer.Option(help="The services' gRPC address (default EMBREC_GRPC_HOST:GRPC_PORT)."),
+    ] = None,
+) -> None:
+    """Serve the NiceGUI console (admin back office and tenant portal) over the gRPC API."""
+    settings = _settings()
+    from services.embedded import with_embedded_secrets
+    from ui.app import run, storage_secret_from
+
+    # The console signs its session cookies with a key derived from the JWT secret; in
+    # the embedded mode that secret lives in data_dir/secrets.json.
+    settings = with_embedded_secrets(settings)
+    assert settings.jwt_secret is not None
+    run(
+        target=target or f"{settings.grpc_host}:{settings.grpc_port}",
+        host=host,
+        port=port or settings.console_port,
+        storage_secret=storage_secret_from(settings.jwt_secret.get_secret_value()),
+        storage_dir=(settings.data_dir / "console").resolve(),
+    )
+
+
+@app.command()
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION instead.")] = False,

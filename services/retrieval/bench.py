@@ -299,7 +299,7 @@ def bench_serve(
             "EMBREC_JWT_SECRET": jwt_secret,
             "EMBREC_INTERNAL_SECRET": internal_secret,
             "EMBREC_REDIS_URL": redis,
-            "EMBREC_LOG_LEVEL": "WARNING",  # no access line per request
+            "EMBREC_LOG_LEVEL": os.environ.get("EMBREC_BENCH_LOG_LEVEL", "WARNING"),
             "OPENBLAS_NUM_THREADS": "1",
         }
         envoy: Any = None

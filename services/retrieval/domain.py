@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from retriever.engine import TenantModelIndex, load_from_artifacts
@@ -422,7 +422,11 @@ class ServingState:
                 await session.execute(
                     select(Interaction.item_id, Interaction.type)
                     .where(Interaction.tenant_id == tenant_id, Interaction.user_id == user_id)
-                    .order_by(Interaction.ts.desc(), Interaction.id.desc())
+                    # coalesce(ts, ts): an ORDER BY no index can serve. Plain ``ts`` makes
+                    # SQLite walk the tenant's (tenant_id, ts) index to skip a sort, i.e.
+                    # the whole tenant's history for one user (80-170 ms at 50k rows
+                    # instead of 0.2 ms); PostgreSQL sorts the user's rows either way.
+                    .order_by(func.coalesce(Interaction.ts, Interaction.ts).desc(), Interaction.id.desc())
                     .limit(self._history_size)
                 )
             ).all()

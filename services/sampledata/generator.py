@@ -2,26 +2,33 @@
 
 Structure, so that a collaborative model clearly beats popularity:
 
-* items belong to categories and carry a hidden style vector (dimension 8); their
-  popularity follows a Zipf-like law within each category;
-* each user likes 1-3 categories (Dirichlet weights) and has their own style vector;
-  a session picks a category by taste, then items by ``style · item style`` plus
-  popularity (a softmax), so two users with similar tastes see similar items;
-* a session is a run of views, with clicks, add-to-carts and purchases following the
-  funnel (roughly 70 % views, 20 % clicks, 6 % carts, 4 % purchases), at realistic
-  hours over the last 90 days; a few purchases get a rating.
+* items belong to categories of uneven size and carry a hidden style vector
+  (dimension 8); popularity follows a Zipf-like law (a few hits, a long tail);
+* each user likes 1-3 categories (Dirichlet weights) and has a style vector; within a
+  category they choose among the items that fit their style best (a softmax over
+  ``style · item style`` plus popularity, kept to their top 40 items per category), so
+  users with similar tastes see similar items;
+* every user has at least ``min_per_user`` interactions (3 by default: enough to hold
+  one out and still learn from the rest); the rest is spread by log-normal activity
+  (heavy and light users);
+* interactions come in sessions of one category: a run of views, with clicks,
+  add-to-carts and purchases on items seen in the session following the funnel
+  (roughly 70 % views, 18 % clicks, 7 % carts, 4 % purchases, 1 % ratings), at
+  evening-heavy hours over the last 90 days, a few seconds to minutes apart.
 
-Pure numpy and the standard library; the same seed gives the same files.
+Everything is drawn in vectorised numpy (the default 100K interactions take well under
+a second); the same seed gives the same files.
 """
 
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["CATEGORIES", "SampleData", "generate", "write_csv"]
 
@@ -39,19 +46,50 @@ CATEGORIES: dict[str, tuple[tuple[float, float], tuple[str, ...]]] = {
     "monitors": ((99, 1999), ("Monitor", "Display", "Curved")),
 }
 BRANDS = ("Acme", "Nimbus", "Voltix", "Orion", "Zenith", "Kite", "Lumen", "Vertex")
-_TYPES = np.array(["view", "click", "add_to_cart", "purchase"])
-_FUNNEL = np.array([0.70, 0.20, 0.06, 0.04])
+TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+_FUNNEL = np.array([0.70, 0.18, 0.07, 0.04, 0.01])
 _DIM = 8
+#: Items a user considers per liked category: their taste, not the whole shelf.
+_CONSIDERED = 40
+_DAYS = 90
+
+IntArray = npt.NDArray[np.int64]
 
 
 @dataclass
 class SampleData:
     items: list[dict[str, str]]
+    #: (user_id, item_id, interaction_type, timestamp ISO 8601, value), by time.
     interactions: list[tuple[str, str, str, str, str]]
 
     @property
     def user_count(self) -> int:
         return len({row[0] for row in self.interactions})
+
+
+def _catalog(rng: np.random.Generator, items: int, item_cat: IntArray) -> list[dict[str, str]]:
+    names = list(CATEGORIES)
+    low = np.array([CATEGORIES[names[c]][0][0] for c in item_cat])
+    high = np.array([CATEGORIES[names[c]][0][1] for c in item_cat])
+    prices = np.exp(rng.uniform(np.log(low), np.log(high)))
+    brands = rng.integers(0, len(BRANDS), items)
+    words = rng.integers(0, 12, items)
+    catalog = []
+    for i in range(items):
+        category = names[item_cat[i]]
+        vocabulary = CATEGORIES[category][1]
+        brand = BRANDS[brands[i]]
+        catalog.append(
+            {
+                "item_id": f"item_{i}",
+                "title": f"{brand} {vocabulary[words[i] % len(vocabulary)]} {100 + i}",
+                "category": category,
+                "price": f"{prices[i]:.2f}",
+                "image_url": f"https://images.example.com/items/item_{i}.jpg",
+                "brand": brand,
+            }
+        )
+    return catalog
 
 
 def generate(
@@ -61,82 +99,128 @@ def generate(
     interactions: int = 100_000,
     seed: int = 42,
     now: datetime | None = None,
+    min_per_user: int = 3,
 ) -> SampleData:
+    """The store's catalog and ``interactions`` interactions of ``users`` users."""
+    if min(users, items, interactions) <= 0:
+        raise ValueError("users, items and interactions must be positive")
     rng = np.random.default_rng(seed)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    names = list(CATEGORIES)
-    n_cat = len(names)
-    item_cat = rng.integers(0, n_cat, items)
+    n_cat = len(CATEGORIES)
+
+    # Catalog: uneven category sizes, hidden styles, Zipf-like popularity.
+    cat_share = rng.dirichlet(np.full(n_cat, 4.0))
+    item_cat = rng.choice(n_cat, size=items, p=cat_share)
     item_style = rng.normal(size=(items, _DIM))
-    # Zipf-like popularity: a few hits, a long tail.
-    item_pop = np.log(1.0 / (rng.permutation(items) + 1.0) ** 1.1)
-    catalog: list[dict[str, str]] = []
-    for i in range(items):
-        category = names[item_cat[i]]
-        (low, high), words = CATEGORIES[category]
-        price = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        brand = BRANDS[int(rng.integers(0, len(BRANDS)))]
-        catalog.append(
-            {
-                "item_id": f"item_{i}",
-                "title": f"{brand} {words[int(rng.integers(0, len(words)))]} {100 + i}",
-                "category": category,
-                "price": f"{price:.2f}",
-                "image_url": f"https://images.example.com/items/item_{i}.jpg",
-                "brand": brand,
-            }
-        )
-    by_cat = [np.flatnonzero(item_cat == c) for c in range(n_cat)]
-    user_taste = np.zeros((users, n_cat))
-    for u in range(users):
-        liked = rng.choice(n_cat, size=int(rng.integers(1, 4)), replace=False)
-        user_taste[u, liked] = rng.dirichlet(np.ones(len(liked)))
+    popularity = -1.1 * np.log(rng.permutation(items) + 1.0)
+    catalog = _catalog(rng, items, item_cat)
+
+    # Users: 1-3 liked categories with Dirichlet weights, a style, an activity level.
+    taste = np.zeros((users, n_cat))
+    liked_count = rng.integers(1, 4, users)
+    order = np.argsort(rng.random((users, n_cat)), axis=1)
+    for k in range(1, 4):
+        rows = np.flatnonzero(liked_count == k)
+        block = np.zeros((len(rows), n_cat))
+        weights = rng.dirichlet(np.ones(k), size=len(rows))
+        np.put_along_axis(block, order[rows, :k], weights, axis=1)
+        taste[rows] = block
     user_style = rng.normal(size=(users, _DIM))
-    # Heavy users and light users: activity is log-normal.
+
+    # Per (user, category): the user's considered items and their choice probabilities.
+    considered = np.zeros((users, n_cat, _CONSIDERED), dtype=np.int64)
+    cumulative = np.ones((users, n_cat, _CONSIDERED))
+    for c in range(n_cat):
+        pool = np.flatnonzero(item_cat == c)
+        if len(pool) == 0:
+            taste[:, c] = 0.0
+            continue
+        fans = np.flatnonzero(taste[:, c] > 0)
+        if len(fans) == 0:
+            continue
+        logits = 2.0 * (user_style[fans] @ item_style[pool].T) / np.sqrt(_DIM)
+        logits += popularity[pool][None, :] * 0.5
+        k = min(_CONSIDERED, len(pool))
+        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        top_logits = np.take_along_axis(logits, top, axis=1)
+        weights = np.exp(top_logits - top_logits.max(axis=1, keepdims=True))
+        weights /= weights.sum(axis=1, keepdims=True)
+        considered[fans, c, :k] = pool[top]
+        considered[fans, c, k:] = pool[top[:, :1]]
+        cumulative[fans, c, :k] = np.cumsum(weights, axis=1)
+    # A user whose only liked category happens to be empty (tiny catalogs) takes the
+    # largest one instead.
+    taste[taste.sum(axis=1) == 0, int(np.bincount(item_cat, minlength=n_cat).argmax())] = 1.0
+    taste /= taste.sum(axis=1, keepdims=True)
+
+    # How many interactions each user has: a floor, then log-normal activity.
+    floor = min(min_per_user, interactions // users)
     activity = rng.lognormal(0.0, 1.0, users)
-    activity /= activity.sum()
-    rows: list[tuple[str, str, str, str, str]] = []
-    start = now - timedelta(days=90)
-    while len(rows) < interactions:
-        u = int(rng.choice(users, p=activity))
-        c = int(rng.choice(n_cat, p=user_taste[u]))
-        pool = by_cat[c]
-        logits = 1.5 * (item_style[pool] @ user_style[u]) / np.sqrt(_DIM) + item_pop[pool]
-        weights = np.exp(logits - logits.max())
-        length = int(rng.integers(2, 9))
-        chosen = rng.choice(pool, size=length, p=weights / weights.sum())
-        day = start + timedelta(days=float(rng.uniform(0, 89.5)))
-        # Evening-heavy hours of the day.
-        hour = float(np.clip(rng.normal(19, 3.5), 0, 23.9))
-        t = day.replace(hour=0, minute=0, second=0) + timedelta(hours=hour)
-        for item in chosen:
-            kind = str(rng.choice(_TYPES, p=_FUNNEL))
-            t += timedelta(seconds=float(rng.exponential(90)))
-            if t > now:
-                break
-            value = ""
-            if kind == "purchase":
-                value = str(int(rng.integers(1, 3)))
-            rows.append(
-                (f"user_{u}", f"item_{int(item)}", kind, t.strftime("%Y-%m-%dT%H:%M:%SZ"), value)
-            )
-            if kind == "purchase" and rng.random() < 0.15:
-                rating = str(int(np.clip(round(3.5 + rng.normal(0, 1)), 1, 5)))
-                rows.append(
-                    (
-                        f"user_{u}",
-                        f"item_{int(item)}",
-                        "rating",
-                        (t + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-                        if t + timedelta(days=2) < now
-                        else t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        rating,
-                    )
-                )
-            if len(rows) >= interactions:
-                break
-    rows.sort(key=lambda r: r[3])
-    return SampleData(items=catalog, interactions=rows[:interactions])
+    per_user = floor + rng.multinomial(interactions - floor * users, activity / activity.sum())
+    user_of = np.repeat(np.arange(users), per_user)
+
+    # Sessions: runs of a user's consecutive interactions (about 5 long on average,
+    # geometric), one category each.
+    n = len(user_of)
+    first_of_user = np.concatenate(([0], np.cumsum(per_user)[:-1]))
+    starts = rng.random(n) < 0.2
+    starts[first_of_user[per_user > 0]] = True
+    index = np.arange(n)
+    position = index - np.maximum.accumulate(np.where(starts, index, 0))
+    session = np.cumsum(starts) - 1
+    n_sessions = int(session[-1]) + 1 if len(session) else 0
+    session_user = user_of[starts]
+    cum_taste = np.cumsum(taste[session_user], axis=1)
+    session_cat = (cum_taste < rng.random((n_sessions, 1))).sum(axis=1).clip(0, n_cat - 1)
+    cat_of = session_cat[session]
+
+    # Items from the user's considered set in the session's category.
+    draws = rng.random(n)
+    cum = cumulative[user_of, cat_of]
+    choice = (cum < draws[:, None]).sum(axis=1).clip(0, _CONSIDERED - 1)
+    item_of = considered[user_of, cat_of, choice]
+    # Funnel: a session opens with a view; later steps act on an item seen before in
+    # the session (the previous one) with the funnel's odds.
+    kind = rng.choice(len(TYPES), size=len(user_of), p=_FUNNEL)
+    kind[position == 0] = 0
+    acted = (kind > 0) & (position > 0)
+    item_of[acted] = item_of[np.flatnonzero(acted) - 1]
+
+    # Time: a session starts on one of the last 90 days, at an evening-heavy hour;
+    # events follow a few seconds to minutes apart.
+    now_s = int(now.timestamp())
+    day = rng.integers(0, _DAYS, n_sessions)
+    hour = np.clip(rng.normal(19.0, 3.5, n_sessions), 0.0, 23.9)
+    midnight = now_s - (now_s % 86400)
+    session_start = midnight - day * 86400 + (hour * 3600).astype(np.int64)
+    gaps = rng.exponential(90.0, len(user_of)).astype(np.int64) + 1
+    gaps[starts] = 0
+    offset = np.cumsum(gaps)
+    offset -= np.repeat(offset[starts], np.bincount(session, minlength=n_sessions))
+    ts = np.minimum(session_start[session] + offset, now_s - 1)
+
+    values = np.full(len(user_of), "", dtype=object)
+    purchases = kind == 3
+    values[purchases] = rng.integers(1, 3, int(purchases.sum())).astype(str)
+    ratings = kind == 4
+    values[ratings] = (
+        np.clip(np.rint(rng.normal(4.0, 1.0, int(ratings.sum()))), 1, 5).astype(int).astype(str)
+    )
+
+    by_time = np.argsort(ts, kind="stable")
+    stamps = np.array(ts[by_time], dtype="datetime64[s]").astype(str)
+    table = [
+        (f"user_{u}", f"item_{i}", TYPES[k], f"{s}Z", v)
+        for u, i, k, s, v in zip(
+            user_of[by_time].tolist(),
+            item_of[by_time].tolist(),
+            kind[by_time].tolist(),
+            stamps.tolist(),
+            values[by_time].tolist(),
+            strict=True,
+        )
+    ]
+    return SampleData(items=catalog, interactions=table)
 
 
 def write_csv(data: SampleData, out: Path) -> tuple[Path, Path]:

@@ -18,11 +18,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import any_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from embrec.training.v1 import resources_pb2 as pb
+from services.errors import ERROR_DOMAIN
 from services.storage.models import Deployment, ModelVersion, Schedule, TrainingJob
 
 __all__ = [
@@ -143,12 +145,22 @@ def job_to_proto(job: TrainingJob) -> pb.TrainingJob:
     if job.state == "succeeded" and details.get("version"):
         message.model_version = version_name(int(details["version"]))
     if job.state == "failed":
+        reason = str(details.get("error_reason") or "TRAINING_FAILED")
+        # The reason travels as ErrorInfo, as in every other error of the platform, so a
+        # caller can tell WORKER_LOST (retry) from DATA_QUALITY_FAILED (fix the data).
+        info = any_pb2.Any()
+        info.Pack(
+            error_details_pb2.ErrorInfo(
+                reason=reason, domain=ERROR_DOMAIN, metadata={"job_id": job.id}
+            )
+        )
         message.error.CopyFrom(
             status_pb2.Status(
                 code=code_pb2.FAILED_PRECONDITION
-                if details.get("error_reason") == "DATA_QUALITY_FAILED"
+                if reason == "DATA_QUALITY_FAILED"
                 else code_pb2.ABORTED,
                 message=job.error or "failed",
+                details=[info],
             )
         )
     if job.started_at is not None:

@@ -92,6 +92,17 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         )
 
     started = time.monotonic()
+    resumed = _checkpoint_epoch(Path(spec["checkpoint_dir"]))
+    if resumed:
+        # A retry of a job whose worker was lost: say where it picks up. The key stays
+        # in the job's progress (later messages replace only ``message``).
+        queue.put(
+            {
+                "kind": "progress",
+                "resumed_from_epoch": resumed,
+                "message": f"resuming from the checkpoint of epoch {resumed}",
+            }
+        )
     phase(f"training on {len(data.train)} interactions ({device_name})")
     result = train(
         data,
@@ -136,6 +147,21 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "device": device_name,
     }
+
+
+def _checkpoint_epoch(checkpoint_dir: Path) -> int:
+    """The last completed epoch saved in ``checkpoint_dir``; 0 when there is none."""
+    import torch
+
+    from trainer.train import CHECKPOINT_NAME
+
+    path = checkpoint_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:
+        return 0  # unreadable: the trainer itself decides (and reports) what to do
 
 
 def _coverage(users: Any, items: Any, sample: int = 2000, k: int = 10) -> float:

@@ -12,6 +12,8 @@ from embrec.retrieval.v1 import retrieval_service_pb2, retrieval_service_pb2_grp
 from tests.gateway_security.conftest import SecuredStack
 
 RECOMMEND = "/api/v1/recommendations"
+#: What the gateway answers when it refuses; anything else means authz let the call through.
+DENIED = (401, 403, 429)
 
 
 async def _post(
@@ -46,8 +48,8 @@ async def test_credentials_decide_401_403_or_through(secured: SecuredStack) -> N
     assert reply.headers["x-embrec-error-reason"] == "TOKEN_EXPIRED"
 
     token_b = secured.token(tenant_b.id)
-    # Authz lets it through: the (unbuilt) service answers 501.
-    assert (await _post(secured, RECOMMEND, body, token_b)).status_code == 501
+    # Authz lets it through to the service.
+    assert (await _post(secured, RECOMMEND, body, token_b)).status_code not in DENIED
     cross = await _post(secured, RECOMMEND, {**body, "tenant_id": tenant_a.id}, token_b)
     assert cross.status_code == 403
     assert cross.headers["x-embrec-error-reason"] == "CROSS_TENANT"
@@ -56,7 +58,7 @@ async def test_credentials_decide_401_403_or_through(secured: SecuredStack) -> N
     # Own slug is fine.
     assert (
         await _post(secured, RECOMMEND, {**body, "tenant_id": tenant_b.slug}, token_b)
-    ).status_code == 501
+    ).status_code not in DENIED
     # Scope and admin-only.
     no_scope = secured.token(tenant_b.id, scopes=frozenset({"data:read"}))
     assert (await _post(secured, RECOMMEND, body, no_scope)).status_code == 403
@@ -77,9 +79,11 @@ async def test_sql_injection_user_id_is_data(secured: SecuredStack) -> None:
     tenant = await secured.tenant()
     body = {"user_id": "x'; DROP TABLE tenants; --", "count": 5}
     reply = await _post(secured, RECOMMEND, body, secured.token(tenant.id))
-    assert reply.status_code == 501
+    assert reply.status_code not in DENIED
     # The tenants table is still there: authz can still read the tenant.
-    assert (await _post(secured, RECOMMEND, body, secured.token(tenant.id))).status_code == 501
+    assert (
+        await _post(secured, RECOMMEND, body, secured.token(tenant.id))
+    ).status_code not in DENIED
 
 
 async def test_grpc_callers_get_status_codes(secured: SecuredStack) -> None:
@@ -104,15 +108,19 @@ async def test_grpc_callers_get_status_codes(secured: SecuredStack) -> None:
         try:
             await stub.Recommend(request, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
-            assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+            # Through authz: whatever the service answers, it is not an auth refusal.
+            assert exc.code() not in (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            )
 
 
 async def test_revocation_and_suspension_take_effect(secured: SecuredStack) -> None:
     tenant = await secured.tenant()
     key, key_id = await secured.api_key(tenant.id)
     body = {"user_id": "u", "count": 1}
-    assert (await _post(secured, RECOMMEND, body, key)).status_code == 501
-    assert (await _post(secured, RECOMMEND, body, **{"x-api-key": key})).status_code == 501
+    assert (await _post(secured, RECOMMEND, body, key)).status_code not in DENIED
+    assert (await _post(secured, RECOMMEND, body, **{"x-api-key": key})).status_code not in DENIED
     bad = key[:-3] + "zzz"
     assert (await _post(secured, RECOMMEND, body, bad)).status_code == 401
 
@@ -126,7 +134,7 @@ async def test_revocation_and_suspension_take_effect(secured: SecuredStack) -> N
     assert reply.headers["x-embrec-error-reason"] == "API_KEY_REVOKED"
 
     token = secured.token(tenant.id)
-    assert (await _post(secured, RECOMMEND, body, token)).status_code == 501
+    assert (await _post(secured, RECOMMEND, body, token)).status_code not in DENIED
     await secured.suspend(tenant.id)
     for _ in range(50):
         reply = await _post(secured, RECOMMEND, body, token)
@@ -150,7 +158,7 @@ async def test_burst_of_100_gets_some_429s(secured: SecuredStack) -> None:
             )
         )
     codes = [r.status_code for r in replies]
-    assert 429 in codes and 501 in codes, codes
+    assert 429 in codes and any(c not in DENIED for c in codes), codes
     limited = next(r for r in replies if r.status_code == 429)
     assert int(limited.headers["retry-after"]) >= 1
 

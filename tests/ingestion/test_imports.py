@@ -76,6 +76,12 @@ async def test_csv_items_then_interactions_with_a_report(stack: RunningStack) ->
     ]
     assert all(e.message for e in upload.errors)
     assert await count(stack, Interaction, c.tenant_id) == 2
+    # The data statistics after the import come with it, with what to fix.
+    quality = upload.data_quality
+    assert (quality.item_count, quality.interaction_count) == (2, 2)
+    assert any(p.startswith("ERROR: too little data") for p in quality.problems)
+    again = await c.stub.GetUpload(svc.GetUploadRequest(upload_id=upload.id), metadata=c.metadata)
+    assert again.data_quality == quality
 
     report = await c.stub.GetUploadReport(
         svc.GetUploadReportRequest(upload_id=upload.id), metadata=c.metadata
@@ -90,6 +96,7 @@ async def test_strict_mode_is_all_or_nothing(stack: RunningStack) -> None:
     c = caller_for(stack, await make_tenant(stack))
     upload = await import_csv(c, (DATA / "items_bad.csv").read_bytes(), mode=pb.IMPORT_MODE_STRICT)
     assert upload.state == pb.UPLOAD_STATE_FAILED
+    assert not upload.HasField("data_quality")  # nothing was committed
     assert upload.rows_accepted == 0 and upload.rows_rejected == 6
     assert await count(stack, Item, c.tenant_id) == 0
     lenient = await import_csv(c, (DATA / "items_bad.csv").read_bytes())

@@ -151,3 +151,43 @@ def test_json_lines_rows_and_bad_lines() -> None:
         (3, {}, "MALFORMED_ROW"),
         (4, {"item_id": "b", "title": ""}, None),
     ]
+
+
+FAST_CASES = [
+    ["u1", "sku-1", "view", "2026-01-01T00:00:00Z", "", "", ""],
+    [" u1 ", "sku-1", "VIEW", "1767225600", "", "rec-1", "e-1"],
+    ["u1", "sku-1", "rating", "2026-01-01T00:00:00+02:00", "4", "", ""],
+    ["u1", "sku-1", "rating", "2026-01-01T00:00:00Z", "", "", ""],  # rating without value
+    ["u1", "sku-1", "purchase", "2026-13-01T00:00:00Z", "", "", ""],  # no 13th month
+    ["u1", "sku-1", "view", "2027-01-01T00:00:00Z", "", "", ""],  # future
+    ["u1", "sku-1", "view", "1989-12-31T00:00:00Z", "", "", ""],  # before 1990
+    ["u1", "sku-1", "like", "", "", "", ""],
+    ["", "sku-1", "view", "", "", "", ""],
+    ["u" * 129, "sku-1", "view", "", "", "", ""],
+    ["u1", "sku-1", "click", "", "nan", "", ""],
+    ["u1", "sku-1", "click", "", "", "r" * 65, ""],
+    ["u1", "sku-1", "click", "", "", "", "e" * 65],
+]
+
+
+@pytest.mark.parametrize("values", FAST_CASES)
+def test_fast_path_accepts_exactly_what_validation_accepts(values: list[str]) -> None:
+    columns = ["user_id", "item_id", "interaction_type", "timestamp", "value"]
+    columns += ["recommendation_id", "event_id"]
+    validator = InteractionValidator(columns, now=NOW)
+    clean, errors = validator.validate(1, dict(zip(columns, values, strict=True)))
+    assert validator.accept(values) == clean
+    assert (clean is None) == bool(errors)
+
+
+def test_unquoted_chunks_and_quoted_records_give_the_same_rows() -> None:
+    data = b'user_id,item_id,interaction_type\nu1,a,view\n\nu2,"b,c",click\nu3,d\nu4,e,view\n'
+    expected = [
+        (1, {"user_id": "u1", "item_id": "a", "interaction_type": "view"}, None),
+        (2, {"user_id": "u2", "item_id": "b,c", "interaction_type": "click"}, None),
+    ]
+    for chunk in (3, 64, 1 << 16):
+        _, rows = read(data, chunk)
+        assert rows[:2] == expected
+        assert rows[2][0] == 3 and rows[2][2] is not None and rows[2][2].reason == "MALFORMED_ROW"
+        assert rows[3][:2] == (4, {"user_id": "u4", "item_id": "e", "interaction_type": "view"})

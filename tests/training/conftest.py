@@ -22,8 +22,14 @@ from tests.services.conftest import (
     stack,
     stack_factory,
 )
+from tests.storage.fixtures import pg_scratch_url
 
-__all__ = ["envoy_for", "stack", "stack_factory"]  # fixtures shared with tests/services
+__all__ = [
+    "envoy_for",
+    "pg_scratch_url",
+    "stack",
+    "stack_factory",
+]  # fixtures shared with tests/services
 
 SCOPES = frozenset({"models:read", "models:write", "data:read"})
 
@@ -65,21 +71,19 @@ async def tenant_with_data(
             ]
         ),
     )
-    await sql(
-        stack,
-        insert(Interaction).values(
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "user_id": u,
-                    "item_id": i,
-                    "type": kind,
-                    "ts": datetime.fromisoformat(ts.replace("Z", "+00:00")),
-                }
-                for u, i, kind, ts, _ in data.interactions
-            ]
-        ),
-    )
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "user_id": u,
+            "item_id": i,
+            "type": kind,
+            "ts": datetime.fromisoformat(ts.replace("Z", "+00:00")),
+        }
+        for u, i, kind, ts, _ in data.interactions
+    ]
+    # PostgreSQL takes at most 32767 parameters a statement (5 a row here).
+    for start in range(0, len(rows), 5000):
+        await sql(stack, insert(Interaction).values(rows[start : start + 5000]))
     return tenant_id
 
 

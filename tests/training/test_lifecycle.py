@@ -35,7 +35,7 @@ async def wait_final(c: Caller, job_id: str, timeout: float = 120) -> list[pb.Tr
     return seen
 
 
-async def train(c: Caller, **hyper: int) -> pb.TrainingJob:
+async def train(c: Caller, **hyper: float) -> pb.TrainingJob:
     params = pb.Hyperparameters()
     params.CopyFrom(FAST)
     for key, value in hyper.items():
