@@ -38,6 +38,9 @@ async def load_synthetic_interactions(
     rng = np.random.default_rng(seed)
     end = datetime.now(UTC).timestamp() - 60
     start = end - days * 86400
+    # In time order, as events arrive (tracking) and as exports are usually sorted: the
+    # table's physical order then follows time, which range queries depend on.
+    times = np.sort(rng.uniform(start, end, rows))
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
@@ -51,7 +54,7 @@ async def load_synthetic_interactions(
                 n = min(_BLOCK, rows - first)
                 u = rng.integers(0, users, n)
                 i = np.minimum(rng.zipf(1.3, n) - 1, items - 1)
-                t = rng.uniform(start, end, n)
+                t = times[first : first + n]
                 kinds = rng.choice(len(_TYPES), n, p=_TYPE_P)
                 attributed = rng.random(n) < 0.1
                 stamps = [datetime.fromtimestamp(s, UTC) for s in t.tolist()]

@@ -26,10 +26,12 @@ held by the data transaction, so there the counters land at the end.)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -74,6 +76,8 @@ MAX_STORED_ERRORS = 100_000
 #: Item ids remembered as known before the cache is reset (bounds memory).
 MAX_KNOWN_ITEMS = 500_000
 _PROGRESS_SECONDS = 2.0
+#: How long an import's reply waits for the data statistics computed after it.
+DATA_QUALITY_WAIT_SECONDS = 3.0
 _SQLITE_CACHE_KIB = 64 * 1024
 #: Rows per multi-row INSERT on SQLite: 4,000 parameters, under SQLite's 32,766 limit.
 _SQLITE_ROWS = 500
@@ -215,6 +219,20 @@ class Importer:
         #: Computes the tenant's data statistics (an object with ``as_dict``) after each
         #: committed import, so the Upload shows the data-quality findings it led to.
         self.data_stats = data_stats
+        self._after: set[asyncio.Task[None]] = set()
+
+    def after_import(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run post-import work in the background (kept referenced until it is done)."""
+        task = asyncio.create_task(work)
+        self._after.add(task)
+        task.add_done_callback(self._after.discard)
+        return task
+
+    async def close(self) -> None:
+        """Stop hook: cancel post-import work still running (it is best effort)."""
+        for task in list(self._after):
+            task.cancel()
+        await asyncio.gather(*self._after, return_exceptions=True)
 
     async def start(
         self, tenant: Tenant, principal: Principal, options: ImportOptions
@@ -757,8 +775,13 @@ class ImportRun:
             self.importer.live.remove(self)
         for key, value in values.items():
             setattr(self.upload, key, value)
-        if commit:
-            await self._record_data_quality()
+        if commit and self.importer.data_stats is not None:
+            # The statistics pass over all the tenant's data (seconds on millions of
+            # rows), so it runs after the commit, in the background. Small imports
+            # still get it in their reply; GetUpload shows it as soon as it is stored.
+            task = self.importer.after_import(self._record_data_quality())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), DATA_QUALITY_WAIT_SECONDS)
         return self.upload
 
     async def _record_data_quality(self) -> None:

@@ -224,9 +224,12 @@ class IngestionServicer(_Base):  # type: ignore[misc]
     async def _tenant(
         self, context: Context, requested: str, scope: str, *, write: bool = False
     ) -> tuple[Principal, Tenant]:
-        principal = await caller(context, self._ctx.settings)
+        principal = await caller(context, self._ctx)
         tenant = await resolve_tenant(self._ctx.sessions, principal, requested, scope, write=write)
         return principal, tenant
+
+    async def close(self) -> None:
+        await self._importer.close()
 
     # ------------------------------------------------------------------ imports
 
@@ -510,6 +513,7 @@ def build_module(ctx: ServiceContext) -> WorkingModule:
         names=[svc.DESCRIPTOR.services_by_name["IngestionService"].full_name],
         register=register,
         background=consumers(ctx.settings, ctx.sessions),
+        on_stop=[servicer.close],
     )
 
 

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
-from sqlalchemy import func, select
+import numpy.typing as npt
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from retriever.engine import TenantModelIndex, load_from_artifacts
@@ -63,8 +64,8 @@ logger = logging.getLogger(__name__)
 
 #: Interaction weights for time-decayed popularity (a purchase says more than a view).
 _POPULARITY_WEIGHTS = {"purchase": 3.0, "add_to_cart": 2.0, "like": 1.5, "rating": 1.5}
-#: At most this many recent interactions are read to compute a tenant's popularity.
-_POPULARITY_ROWS = 500_000
+#: Upper edges (days) of the age buckets popularity is decayed in.
+_AGE_BUCKET_DAYS = (1, 2, 4, 7, 14)
 
 
 def version_label(value: Any) -> str:
@@ -200,8 +201,10 @@ class ServingState:
         if state.base is None:
             await self._refresh_base(tenant_id)
             await self.reload(tenant_id, wait=False)
-        elif self._clock() - state.base.built_at > self._base_ttl and state.refreshing is None:
-            state.refreshing = asyncio.create_task(self._refresh_base(tenant_id))
+        elif self._clock() - state.base.built_at > self._base_ttl and (
+            state.refreshing is None or state.refreshing.done()
+        ):
+            state.refreshing = asyncio.create_task(self._build_base(tenant_id))
         assert state.base is not None
         return state.route, state.base
 
@@ -209,25 +212,43 @@ class ServingState:
         return self._tenant(tenant_id).route
 
     async def _refresh_base(self, tenant_id: str) -> None:
+        # One refresh at a time per tenant: concurrent first requests share it.
+        state = self._tenant(tenant_id)
+        if state.refreshing is None or state.refreshing.done():
+            state.refreshing = asyncio.create_task(self._build_base(tenant_id))
+        await asyncio.shield(state.refreshing)
+
+    async def _build_base(self, tenant_id: str) -> None:
         state = self._tenant(tenant_id)
         try:
-            catalog, positions, stamps, weights = await self._read_base(tenant_id)
-            now = time.time()
+            catalog, scores = await self._read_base(tenant_id)
             bundle = await asyncio.to_thread(
-                _base_bundle, tenant_id, catalog, positions, stamps, weights, now, self._half_life
+                TenantModelIndex.build,
+                tenant_id,
+                "",
+                catalog,
+                None,
+                popularity=Popularity(scores),
             )
             state.base = TenantBase(bundle, self._clock())
         except Exception:
             if state.base is None:
                 raise
             logger.exception("could not refresh the catalog of tenant %s; keeping the old", tenant_id)
-        finally:
-            state.refreshing = None
 
-    async def _read_base(
-        self, tenant_id: str
-    ) -> tuple[Catalog, list[int], list[float], list[float]]:
-        since = datetime.now(UTC) - self._window
+    async def _read_base(self, tenant_id: str) -> tuple[Catalog, npt.NDArray[np.float64]]:
+        """The catalog, and popularity decayed by age in day buckets (aggregated in SQL).
+
+        Per (item, type, age bucket) counts instead of raw events: a tenant's month of
+        interactions can be millions of rows, which must not travel to this process
+        (nor be converted on its event loop) every few minutes.
+        """
+        now = datetime.now(UTC)
+        edges = [e for e in _AGE_BUCKET_DAYS if e < self._window.days] + [self._window.days]
+        bucket = case(
+            *((Interaction.ts >= now - timedelta(days=e), i) for i, e in enumerate(edges)),
+            else_=len(edges),
+        )
         async with self._sessions() as session:
             rows = (
                 await session.execute(
@@ -236,12 +257,14 @@ class ServingState:
                     .order_by(Item.item_id)
                 )
             ).all()
-            events = (
+            counts = (
                 await session.execute(
-                    select(Interaction.item_id, Interaction.ts, Interaction.type)
-                    .where(Interaction.tenant_id == tenant_id, Interaction.ts >= since)
-                    .order_by(Interaction.ts.desc())
-                    .limit(_POPULARITY_ROWS)
+                    select(Interaction.item_id, Interaction.type, bucket, func.count())
+                    .where(
+                        Interaction.tenant_id == tenant_id,
+                        Interaction.ts >= now - self._window,
+                    )
+                    .group_by(Interaction.item_id, Interaction.type, bucket)
                 )
             ).all()
         catalog = Catalog.from_columns(
@@ -251,17 +274,17 @@ class ServingState:
             titles=[r.title or "" for r in rows],
             image_urls=[r.image_url or "" for r in rows],
         )
-        pos = catalog.positions
-        positions: list[int] = []
-        stamps: list[float] = []
-        weights: list[float] = []
-        for item_id, ts, kind in events:
-            p = pos.get(item_id)
-            if p is not None:
-                positions.append(p)
-                stamps.append(ts.timestamp())
-                weights.append(_POPULARITY_WEIGHTS.get(kind, 1.0))
-        return catalog, positions, stamps, weights
+        # Age of a bucket = its middle; weight = 0.5 ** (age / half-life).
+        lower = [0.0, *edges[:-1]]
+        half_life = self._half_life.total_seconds() / 86_400
+        decay = [0.5 ** ((lo + hi) / 2 / half_life) for lo, hi in zip(lower, edges, strict=True)]
+        scores = np.zeros(len(catalog), dtype=np.float64)
+        positions = catalog.positions
+        for item_id, kind, index, n in counts:
+            p = positions.get(item_id)
+            if p is not None and 0 <= int(index) < len(decay):
+                scores[p] += int(n) * _POPULARITY_WEIGHTS.get(kind, 1.0) * decay[int(index)]
+        return catalog, scores
 
     # ---------------------------------------------------------------- deployments
     async def reload(self, tenant_id: str, *, wait: bool = True) -> Route:
@@ -469,23 +492,3 @@ class ServingState:
 
     def close(self) -> None:
         self.registry.close()
-
-
-def _base_bundle(
-    tenant_id: str,
-    catalog: Catalog,
-    positions: Iterable[int],
-    stamps: Iterable[float],
-    weights: Iterable[float],
-    now: float,
-    half_life: timedelta,
-) -> TenantModelIndex:
-    popularity = Popularity.from_events(
-        len(catalog),
-        np.fromiter(positions, dtype=np.int64),
-        np.fromiter(stamps, dtype=np.float64),
-        now=now,
-        half_life_s=half_life.total_seconds(),
-        weights=np.fromiter(weights, dtype=np.float64),
-    )
-    return TenantModelIndex.build(tenant_id, "", catalog, None, popularity=popularity)

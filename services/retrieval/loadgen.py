@@ -79,7 +79,7 @@ async def _grpc_worker(plan: _Plan, w: int, channel: object, result: LoadResult,
     from embrec.retrieval.v1 import retrieval_service_pb2 as pb
     from embrec.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.RetrievalServiceStub(channel)  # type: ignore[arg-type]
+    stub = pb_grpc.RetrievalServiceStub(channel)
     metadata = (("authorization", f"Bearer {plan.token}"),)
     i = 0
     while time.perf_counter() < end:

@@ -112,10 +112,10 @@ class Retrieval:
         bundle = self.state.bundle_for(tenant_id, version) if version else None
         if bundle is None:
             reason = pb.FALLBACK_REASON_INDEX_UNAVAILABLE if version else pb.FALLBACK_REASON_NO_MODEL
-            result = base.bundle.recommend(query.user_id, query.count, spec)
+            result = _rank(base.bundle, query.user_id, query.count, spec, None)
             response = self._response(base.bundle, result, "", reason)
         else:
-            result = bundle.recommend(query.user_id, query.count, spec, recent or None)
+            result = _rank(bundle, query.user_id, query.count, spec, recent or None)
             response = self._response(bundle, result, version, _REASONS.get(result.fallback_reason))
         if version and response.fallback_reason in _CACHEABLE:
             await self.cache.put(tenant_id, query.user_id, field, response.SerializeToString())
@@ -298,6 +298,38 @@ class Retrieval:
         self.metrics.served.labels(
             tenant_id, model_version or "-", _REASON_LABELS.get(reason, "") if fallback else "-"
         ).inc()
+
+
+#: Up to this many excluded items, exclusions are applied after an unfiltered search.
+_EXCLUDE_AFTER_MAX = 1000
+
+
+def _rank(
+    bundle: TenantModelIndex,
+    user_id: str,
+    count: int,
+    spec: FilterSpec,
+    recent: list[RecentItem] | None,
+) -> RecommendationResult:
+    """``bundle.recommend``, with a fast path when the filter only excludes a few items.
+
+    "Already seen" makes nearly every request filtered; through the exact filtered
+    search that is a gather and score of the whole catalog. Searching the top
+    ``count + |excluded|`` unfiltered and dropping the excluded ones gives the same
+    items (the best ``count`` that are not excluded are all in that list), at the cost
+    of a plain top-k.
+    """
+    excluded = spec.exclude_item_ids | spec.exclude_seen_ids
+    only_exclusions = spec == FilterSpec(
+        exclude_item_ids=spec.exclude_item_ids, exclude_seen_ids=spec.exclude_seen_ids
+    )
+    if not excluded or not only_exclusions or len(excluded) > _EXCLUDE_AFTER_MAX:
+        return bundle.recommend(user_id, count, spec, recent)
+    positions = bundle.catalog.positions
+    known = sum(1 for item in excluded if item in positions)
+    wide = bundle.recommend(user_id, min(count + known, len(positions)) or 1, None, recent)
+    kept = [pair for pair in wide.items if pair[0] not in excluded][:count]
+    return replace(wide, items=kept)
 
 
 def _items(bundle: TenantModelIndex, result: RecommendationResult) -> list[pb.RecommendedItem]:

@@ -130,6 +130,15 @@ class Worker:
             job = await session.get(TrainingJob, candidate, populate_existing=True)
             assert job is not None
             job.progress = {**(job.progress or {}), "message": f"claimed by {self.worker_id}"}
+            # Claims are on the trail too: with re-queues, "who ran this, how often" matters.
+            record_audit(
+                session,
+                tenant_id=job.tenant_id,
+                actor=self.actor.subject,
+                action="training.job.running",
+                target=job.id,
+                metadata={"previous_state": "queued", "attempt": str(job.attempts)},
+            )
             job_changed(session, job, "queued")
             return job
 
@@ -405,7 +414,7 @@ class Worker:
                     # Drain what it wrote just before exiting, then judge by exit code.
                     await asyncio.sleep(POLL)
                     with contextlib.suppress(Exception):
-                        outcome = queue.get(timeout=1.0)
+                        outcome = await asyncio.to_thread(queue.get, True, 1.0)
                     if outcome is None:
                         outcome = {
                             "kind": "error",
@@ -429,8 +438,10 @@ class Worker:
             if pending:
                 await self._progress(job.id, pending, only_if_mine=True)
         finally:
+            # Joined in a thread: a child that takes a while to exit (torch teardown)
+            # must not block the loop, or the lease would lapse and the job be re-queued.
             if process.is_alive():
-                process.join(timeout=10)
+                await asyncio.to_thread(process.join, 10)
             if process.is_alive():
                 process.kill()
             await asyncio.to_thread(process.join, 5)

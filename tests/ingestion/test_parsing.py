@@ -191,3 +191,9 @@ def test_unquoted_chunks_and_quoted_records_give_the_same_rows() -> None:
         assert rows[:2] == expected
         assert rows[2][0] == 3 and rows[2][2] is not None and rows[2][2].reason == "MALFORMED_ROW"
         assert rows[3][:2] == (4, {"user_id": "u4", "item_id": "e", "interaction_type": "view"})
+
+
+def test_windows_line_endings_on_the_fast_path() -> None:
+    data = b"user_id,item_id,interaction_type\r\nu1,a,view\r\n\r\nu2,b,click\r\n"
+    _, rows = read(data, chunk=1 << 16)
+    assert [(row, fields["user_id"]) for row, fields, _ in rows] == [(1, "u1"), (2, "u2")]

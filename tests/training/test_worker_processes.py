@@ -32,7 +32,7 @@ from tests.training.conftest import Caller, caller_for, tenant_with_data
 
 pytestmark = pytest.mark.integration
 
-LEASE_SECONDS = 4.0
+LEASE_SECONDS = 5.0
 MAX_ATTEMPTS = 2
 EMBREC = Path(sys.executable).with_name("embrec")
 
@@ -293,7 +293,13 @@ async def test_two_workers_never_run_the_same_job(
     for tenant_id, (c, job) in jobs.items():
         row = await job_row(stack, job.id)
         assert row.state == "succeeded", (row.error, pool.logs())
-        assert row.attempts == 1  # claimed exactly once
+        trail = await sql(
+            stack,
+            select(AuditEvent.action, AuditEvent.actor, AuditEvent.time)
+            .where(AuditEvent.target == job.id)
+            .order_by(AuditEvent.seq),
+        )
+        assert row.attempts == 1, (trail, pool.logs())  # claimed exactly once
         runners.add((row.worker_id or "").split(":")[1])
         assert (await get_job(c, job.id)).model_version == "v1"
         models = await sql(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 
 from nicegui import ui
 from nicegui.testing.user import User
@@ -34,3 +36,12 @@ async def log_in(user: User, email: str, password: str = PASSWORD) -> None:
 async def see(user: User, content: str | None = None, **kwargs: object) -> None:
     """`should_see` with time for real services (password hashing, imports) to answer."""
     await user.should_see(content, retries=150, **kwargs)  # type: ignore[arg-type]
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
+    """Wait for a handler running in the background (a click's coroutine) to get there."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the console did not get there in time")
+        await asyncio.sleep(0.05)

@@ -6,7 +6,7 @@ from nicegui import ui
 from nicegui.testing.user import User
 
 from tests.services.conftest import RunningStack
-from tests.ui.support import log_in, make_admin, see, unique
+from tests.ui.support import eventually, log_in, make_admin, see, unique
 
 
 async def test_wrong_password_says_so_and_stays_on_login(
@@ -14,7 +14,7 @@ async def test_wrong_password_says_so_and_stays_on_login(
 ) -> None:
     email = await make_admin(stack)
     await log_in(console_user, email, "not the password at all")
-    await see(console_user, "e-mail or password")
+    await see(console_user, "email or password")
     await console_user.should_not_see("Tenants")
 
 
@@ -37,18 +37,20 @@ async def test_admin_creates_suspends_and_reactivates_a_tenant(
 
     # Create: the form validates before sending, then shows the one-time invitation.
     user.find(kind=ui.button, content="Create tenant").click()
-    user.find(kind=ui.button, content="Create").click()
-    await see(user, "Required")
+    user.find(marker="create-submit").click()
+    name_input = user.find(marker="tenant-name").elements.pop()
+    assert isinstance(name_input, ui.input)
+    await eventually(lambda: name_input.error == "Required")
     slug = unique("gadgets")
     user.find(marker="tenant-name").type("TechGadgets")
     user.find(marker="tenant-slug").type(slug)
     user.find(marker="tenant-email").type(f"admin@{slug}.example")
-    user.find(kind=ui.button, content="Create").click()
+    user.find(marker="create-submit").click()
     await see(user, f"Created TechGadgets ({slug})")
     await see(user, "invitation token")
 
     # The same slug again: the service's message, not a traceback.
-    user.find(kind=ui.button, content="Create").click()
+    user.find(marker="create-submit").click()
     await see(user, slug)
 
     # Search finds it; the detail page suspends it with a reason, after a confirmation.
@@ -62,7 +64,9 @@ async def test_admin_creates_suspends_and_reactivates_a_tenant(
     await see(user, "Status: Active")
     user.find(kind=ui.button, content="Suspend").click()
     user.find(kind=ui.button, content="Confirm suspend").click()
-    await see(user, "A reason is required")
+    reason = user.find(marker="reason").elements.pop()
+    assert isinstance(reason, ui.input)
+    await eventually(lambda: reason.error == "A reason is required")
     user.find(marker="reason").type("unpaid invoices")
     user.find(kind=ui.button, content="Confirm suspend").click()
     await see(user, "Status: Suspended")

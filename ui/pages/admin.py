@@ -226,7 +226,7 @@ def register() -> None:
                     await load(reset=True)
 
                 with ui.row():
-                    ui.button("Create", on_click=create)
+                    ui.button("Create", on_click=create).mark("create-submit")
                     ui.button("Close", on_click=create_dialog.close).props("flat")
 
             await load()
