@@ -273,6 +273,24 @@ def bench_train(
     run_bench(data_dir / "train.txt.gz", data_dir / "test.txt.gz", minutes=minutes)
 
 
+@bench_app.command("sample")
+def bench_sample(
+    users: Annotated[int, typer.Option(help="Users in the sample store.")] = 10_000,
+    items: Annotated[int, typer.Option(help="Catalog items.")] = 5_000,
+    interactions: Annotated[int, typer.Option(help="Interactions.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Sample data seed.")] = 42,
+) -> None:
+    """Train on the sample store as a training job would: per-epoch quality, time, baseline."""
+    if min(users, items, interactions) <= 0:
+        raise UsageError("--users, --items and --interactions must be positive")
+    from services.training.bench import bench_sample as run_bench
+
+    try:
+        run_bench(users=users, items=items, interactions=interactions, seed=seed)
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @bench_app.command("retrieval")
 def bench_retrieval(
     items: Annotated[int, typer.Option(help="Catalog size.")] = 1_000_000,
@@ -288,7 +306,7 @@ def bench_retrieval(
 def bench_serve(
     items: Annotated[int, typer.Option(help="Catalog size.")] = 5000,
     users: Annotated[int, typer.Option(help="Users in the model.")] = 10_000,
-    user_pool: Annotated[int, typer.Option(help="Distinct users the clients ask for.")] = 2000,
+    user_pool: Annotated[int, typer.Option(help="Distinct users the clients ask for.")] = 1000,
     concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 50,
     duration: Annotated[float, typer.Option(help="Seconds per protocol.")] = 15.0,
     replicas: Annotated[int, typer.Option(help="Retrieval processes behind Envoy.")] = 2,
@@ -298,6 +316,10 @@ def bench_serve(
     redis_url: Annotated[
         str, typer.Option(help="Redis for the cache; default a redis-server from PATH.")
     ] = "",
+    ring_hash: Annotated[
+        bool,
+        typer.Option(help="Ring hash on the tenant (production); off = round robin over replicas."),
+    ] = True,
 ) -> None:
     """Recommend through Envoy (gRPC and REST): req/s, p50/p95/p99, errors, cache hits."""
     from services.retrieval.bench import bench_serve as run_bench
@@ -315,6 +337,7 @@ def bench_serve(
         protocols=protocols,
         database_url=database_url,
         redis_url=redis_url,
+        ring_hash=ring_hash,
     )
 
 

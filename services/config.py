@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         description="Cap on loaded model indexes per process; the coldest tenants are "
         "evicted beyond it. 0 means no cap.",
     )
+    retrieval_popular_only: bool = Field(
+        default=False,
+        description="Never load model indexes: answer with popular items (fallback=true). "
+        "For a fallback responder behind the gateway (docs/retrieval-service.md).",
+    )
     retrieval_catalog_refresh_seconds: float = Field(
         default=300.0,
         gt=0,

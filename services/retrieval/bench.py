@@ -190,14 +190,29 @@ class _Children:
 def _serve(children: _Children, name: str, services: str, port: int, env: dict[str, str]) -> None:
     children.start(
         name,
-        [sys.executable, "-c", "from services.cli import app; app()", "serve"]
-        + ["--services", services, "--port", str(port)],
+        [
+            sys.executable,
+            "-c",
+            "from services.cli import app; app()",
+            "serve",
+            "--services",
+            services,
+            "--port",
+            str(port),
+        ],
         env,
     )
 
 
 def _envoy_config(
-    repo_root: Path, path: Path, listen: int, admin: int, gateway_port: int, replicas: list[int]
+    repo_root: Path,
+    path: Path,
+    listen: int,
+    admin: int,
+    gateway_port: int,
+    replicas: list[int],
+    *,
+    ring_hash: bool = True,
 ) -> None:
     from gateway.envoy_config import GatewaySettings, build_config, secured
 
@@ -209,6 +224,7 @@ def _envoy_config(
             default_upstream=("127.0.0.1", gateway_port),
             upstreams={"retrieval": ("127.0.0.1", replicas[0])},
             access_log=False,  # a log line per request would be measured too
+            retrieval_ring_hash=ring_hash,
         )
     )
     config: dict[str, Any] = build_config(settings)
@@ -267,7 +283,7 @@ def bench_serve(
     *,
     items: int = 5000,
     users: int = 10_000,
-    user_pool: int = 2000,
+    user_pool: int = 1000,
     concurrency: int = 50,
     duration: float = 15.0,
     replicas: int = 2,
@@ -275,6 +291,7 @@ def bench_serve(
     protocols: tuple[str, ...] = ("grpc", "rest"),
     database_url: str = "",
     redis_url: str = "",
+    ring_hash: bool = True,
     out: Any = print,
 ) -> dict[str, Any]:
     """Run the benchmark; prints one summary line per protocol and returns the figures."""
@@ -287,7 +304,8 @@ def bench_serve(
     jwt_secret, internal_secret = secrets.token_hex(32), secrets.token_hex(32)
     started = time.perf_counter()
     tenant_id = asyncio.run(_populate(url, work / "artifacts", items, users))
-    out(f"catalog {items} items, {users} users, model v1 deployed ({time.perf_counter() - started:.1f} s)")
+    setup = time.perf_counter() - started
+    out(f"catalog {items} items, {users} users, model v1 deployed ({setup:.1f} s)")
     children = _Children(work)
     figures: dict[str, Any] = {}
     with _redis(redis_url, work) as redis:
@@ -307,14 +325,24 @@ def bench_serve(
         replica_ports = [_free_port() for _ in range(replicas)]
         metrics_ports = [_free_port() for _ in range(replicas)]
         try:
-            _serve(children, "gateway", "gateway", gateway_port, {**env, "EMBREC_METRICS_PORT": "0"})
+            _serve(
+                children, "gateway", "gateway", gateway_port, {**env, "EMBREC_METRICS_PORT": "0"}
+            )
             for k, (port, mport) in enumerate(zip(replica_ports, metrics_ports, strict=True)):
-                _serve(children, f"retrieval-{k}", "retrieval", port, {**env, "EMBREC_METRICS_PORT": str(mport)})
+                _serve(
+                    children,
+                    f"retrieval-{k}",
+                    "retrieval",
+                    port,
+                    {**env, "EMBREC_METRICS_PORT": str(mport)},
+                )
             for port in (gateway_port, *replica_ports):
                 _wait_port(port)
             listen, admin = _free_port(), _free_port()
             config = work / "envoy.yaml"
-            _envoy_config(repo_root, config, listen, admin, gateway_port, replica_ports)
+            _envoy_config(
+                repo_root, config, listen, admin, gateway_port, replica_ports, ring_hash=ring_hash
+            )
             envoy = EnvoyChild(config, admin, work / "envoy.log")
             asyncio.run(envoy.start())
             principal = Principal(
@@ -329,17 +357,31 @@ def bench_serve(
             # tenant starts its index load in the background).
             deadline = time.monotonic() + 120
             while True:
-                warm = run_load("grpc", "127.0.0.1", listen, token, concurrency=8, users=user_pool, duration=1.0, processes=1)
+                warm = run_load(
+                    "grpc",
+                    "127.0.0.1",
+                    listen,
+                    token,
+                    concurrency=8,
+                    users=user_pool,
+                    duration=1.0,
+                    processes=1,
+                )
                 if warm.errors == 0 and warm.fallbacks == 0 and warm.latencies:
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the model never served: {warm.first_error or 'fallbacks'}")
+            balancing = "ring hash" if ring_hash else "round robin"
             out(
-                f"{replicas} retrieval replica(s), Envoy ring hash, {concurrency} clients in "
+                f"{replicas} retrieval replica(s), Envoy {balancing}, "
+                f"{concurrency} clients in "
                 f"{client_processes} process(es), {duration:.0f} s per protocol, "
                 f"users templated over {user_pool}, cache {'on' if redis else 'off'}"
             )
-            for protocol in protocols:
+            # First pass: users seen for the first time (their history is read from
+            # the database, nothing is cached). Then the same users again, warm.
+            runs = [("grpc", "cold"), *((p, "warm") for p in protocols)]
+            for protocol, phase in runs:
                 before = _scrape(metrics_ports)
                 result = run_load(
                     protocol,
@@ -355,10 +397,10 @@ def bench_serve(
                 hits = after.get("hit", 0) - before.get("hit", 0)
                 misses = after.get("miss", 0) - before.get("miss", 0)
                 rate = hits / (hits + misses) if hits + misses else 0.0
-                out(f"{result.summary()}  cache hit rate {rate:.1%}")
+                out(f"{phase:4s} {result.summary()}  cache hit rate {rate:.1%}")
                 if result.first_error:
                     out(f"      first error: {result.first_error}")
-                figures[protocol] = {
+                figures[f"{protocol}-{phase}"] = {
                     "requests": result.requests,
                     "rps": result.requests / result.elapsed if result.elapsed else 0.0,
                     "p50_ms": result.percentile(0.5) * 1e3,

@@ -168,7 +168,10 @@ class ServingState:
         max_users: int = 200_000,
         clock: Any = time.monotonic,
         on_load: Any = None,
+        load_models: bool = True,
     ) -> None:
+        #: False: a popular-items responder; routes are read, indexes never loaded.
+        self._load_models = load_models
         self._sessions = sessions
         #: Called with "ready" or "failed" after each version load (metrics).
         self._on_load = on_load or (lambda outcome: None)
@@ -234,7 +237,9 @@ class ServingState:
         except Exception:
             if state.base is None:
                 raise
-            logger.exception("could not refresh the catalog of tenant %s; keeping the old", tenant_id)
+            logger.exception(
+                "could not refresh the catalog of tenant %s; keeping the old", tenant_id
+            )
 
     async def _read_base(self, tenant_id: str) -> tuple[Catalog, npt.NDArray[np.float64]]:
         """The catalog, and popularity decayed by age in day buckets (aggregated in SQL).
@@ -309,7 +314,7 @@ class ServingState:
         assert state.base is not None
         catalog = state.base.bundle.catalog
         loads = []
-        for version in route.versions:
+        for version in route.versions if self._load_models else ():
             uri = uris.get(version)
             if uri is None:
                 self._fail(tenant_id, version, "no model row with this version")
@@ -428,9 +433,11 @@ class ServingState:
 
     def was_evicted(self, tenant_id: str, version: str) -> bool:
         info = self.index_info.get((tenant_id, version))
-        return info is not None and info.state == "ready" and self.registry.peek(
-            tenant_id, version
-        ) is None
+        return (
+            info is not None
+            and info.state == "ready"
+            and self.registry.peek(tenant_id, version) is None
+        )
 
     # ------------------------------------------------------------------ histories
     async def history(self, tenant_id: str, user_id: str) -> list[RecentItem]:
@@ -449,7 +456,9 @@ class ServingState:
                     # SQLite walk the tenant's (tenant_id, ts) index to skip a sort, i.e.
                     # the whole tenant's history for one user (80-170 ms at 50k rows
                     # instead of 0.2 ms); PostgreSQL sorts the user's rows either way.
-                    .order_by(func.coalesce(Interaction.ts, Interaction.ts).desc(), Interaction.id.desc())
+                    .order_by(
+                        func.coalesce(Interaction.ts, Interaction.ts).desc(), Interaction.id.desc()
+                    )
                     .limit(self._history_size)
                 )
             ).all()

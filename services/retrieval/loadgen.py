@@ -54,7 +54,8 @@ class LoadResult:
         return (
             f"{self.protocol:5s} requests {self.requests:7d}  {rate:8.1f} req/s  "
             f"mean {mean * 1e3:6.2f} ms  p50 {self.percentile(0.50) * 1e3:6.2f} ms  "
-            f"p95 {self.percentile(0.95) * 1e3:6.2f} ms  p99 {self.percentile(0.99) * 1e3:6.2f} ms  "
+            f"p95 {self.percentile(0.95) * 1e3:6.2f} ms  "
+            f"p99 {self.percentile(0.99) * 1e3:6.2f} ms  "
             f"errors {self.errors}  fallbacks {self.fallbacks}"
         )
 
@@ -73,7 +74,9 @@ class _Plan:
     duration: float
 
 
-async def _grpc_worker(plan: _Plan, w: int, channel: object, result: LoadResult, end: float) -> None:
+async def _grpc_worker(
+    plan: _Plan, w: int, channel: object, result: LoadResult, end: float
+) -> None:
     import grpc
 
     from embrec.retrieval.v1 import retrieval_service_pb2 as pb
@@ -147,14 +150,17 @@ async def _run_plan(plan: _Plan) -> LoadResult:
     if plan.protocol == "grpc":
         # Several HTTP/2 connections: Envoy spreads them over its worker threads.
         channels = [
-            grpc.aio.insecure_channel(f"{plan.host}:{plan.port}") for _ in range(min(4, plan.workers))
+            grpc.aio.insecure_channel(f"{plan.host}:{plan.port}")
+            for _ in range(min(4, plan.workers))
         ]
         tasks = [
             _grpc_worker(plan, plan.worker_offset + k, channels[k % len(channels)], result, end)
             for k in range(plan.workers)
         ]
     else:
-        tasks = [_rest_worker(plan, plan.worker_offset + k, result, end) for k in range(plan.workers)]
+        tasks = [
+            _rest_worker(plan, plan.worker_offset + k, result, end) for k in range(plan.workers)
+        ]
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -182,7 +188,10 @@ def run_load(
 ) -> LoadResult:
     """``concurrency`` workers in ``processes`` client processes for ``duration`` seconds."""
     processes = max(1, min(processes, concurrency))
-    share = [concurrency // processes + (1 if k < concurrency % processes else 0) for k in range(processes)]
+    share = [
+        concurrency // processes + (1 if k < concurrency % processes else 0)
+        for k in range(processes)
+    ]
     plans = []
     offset = 0
     for workers in share:

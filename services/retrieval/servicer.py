@@ -93,9 +93,7 @@ def _count(value: int, maximum: int) -> int:
 def _required_id(value: str, name: str) -> str:
     value = value.strip()
     if not value:
-        raise InvalidArgument(
-            f"{name} is required.", violations=[FieldViolation(name, "required")]
-        )
+        raise InvalidArgument(f"{name} is required.", violations=[FieldViolation(name, "required")])
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(
             f"{name} exceeds {MAX_ID_LENGTH} characters.",
@@ -150,7 +148,9 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         self._auth = authenticator_for(ctx)
         self._retrieval = retrieval
 
-    async def Recommend(self, request: pb.RecommendRequest, context: Context) -> pb.RecommendResponse:
+    async def Recommend(
+        self, request: pb.RecommendRequest, context: Context
+    ) -> pb.RecommendResponse:
         principal = await self._auth.require(context, scope="recommend:read")
         tenant = await self._auth.resolve_tenant(principal, request.tenant_id)
         user_id = _required_id(request.user_id, "user_id")
@@ -356,6 +356,7 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
         memory_cap_bytes=cap,
         base_ttl=settings.retrieval_catalog_refresh_seconds,
         on_load=lambda outcome: metrics.index_loads.labels(outcome).inc(),
+        load_models=not settings.retrieval_popular_only,
     )
     metrics.watch_memory(state.registry.memory_by_tenant, lambda: cap or 0)
     client = None
@@ -376,7 +377,10 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
 
     async def watch_deployments(stop: asyncio.Event) -> None:
         consumer = bus_consumer(
-            settings, ctx.sessions, f"{group}-models", [TOPICS["ModelDeployed"]],
+            settings,
+            ctx.sessions,
+            f"{group}-models",
+            [TOPICS["ModelDeployed"]],
             from_beginning=False,
         )
 
@@ -390,7 +394,10 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
 
     async def watch_interactions(stop: asyncio.Event) -> None:
         consumer = bus_consumer(
-            settings, ctx.sessions, f"{group}-interactions", [TOPICS["InteractionsRecorded"]],
+            settings,
+            ctx.sessions,
+            f"{group}-interactions",
+            [TOPICS["InteractionsRecorded"]],
             from_beginning=False,
         )
 

@@ -111,7 +111,9 @@ class Retrieval:
             spec = replace(spec, exclude_seen_ids=frozenset(r.item_id for r in recent))
         bundle = self.state.bundle_for(tenant_id, version) if version else None
         if bundle is None:
-            reason = pb.FALLBACK_REASON_INDEX_UNAVAILABLE if version else pb.FALLBACK_REASON_NO_MODEL
+            reason = (
+                pb.FALLBACK_REASON_INDEX_UNAVAILABLE if version else pb.FALLBACK_REASON_NO_MODEL
+            )
             result = _rank(base.bundle, query.user_id, query.count, spec, None)
             response = self._response(base.bundle, result, "", reason)
         else:
@@ -123,9 +125,7 @@ class Retrieval:
         self._served(tenant_id, query.user_id, response, cache_hit=False)
         return response
 
-    async def _version_for(
-        self, tenant_id: str, route: Route, user_id: str, pinned: str
-    ) -> str:
+    async def _version_for(self, tenant_id: str, route: Route, user_id: str, pinned: str) -> str:
         if pinned:
             version = version_label(pinned)
             if version in route.versions or self.state.bundle_for(tenant_id, version):
@@ -174,7 +174,9 @@ class Retrieval:
             except UnknownItemError:
                 reason = pb.FALLBACK_REASON_UNKNOWN_ITEM  # in the catalog, not in the model
         else:
-            reason = pb.FALLBACK_REASON_INDEX_UNAVAILABLE if version else pb.FALLBACK_REASON_NO_MODEL
+            reason = (
+                pb.FALLBACK_REASON_INDEX_UNAVAILABLE if version else pb.FALLBACK_REASON_NO_MODEL
+            )
         if result is None or bundle is None:
             # Popular items of the item's category, never the item itself.
             category = base.bundle.catalog.category_of(position)

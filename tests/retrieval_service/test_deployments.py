@@ -68,9 +68,7 @@ async def test_deploy_swaps_under_load_without_a_failed_request(stack: RunningSt
     status = await shop.internal.GetIndexStatus(
         pb.GetIndexStatusRequest(tenant_id=shop.tenant_id), metadata=stack.admin_metadata()
     )
-    assert [(s.model_version, s.state) for s in status.indexes] == [
-        ("v2", pb.INDEX_STATE_READY)
-    ]
+    assert [(s.model_version, s.state) for s in status.indexes] == [("v2", pb.INDEX_STATE_READY)]
     ready = status.indexes[0]
     assert ready.item_count == 2000 and ready.dimension == 8
     assert ready.index_type == "IndexFlatIP" and ready.memory_bytes > 0
@@ -121,10 +119,9 @@ async def test_split_routes_each_user_to_one_variant_and_reports_ctr(stack: Runn
             pb.GetTrafficStatsRequest(), metadata=shop.metadata()
         )
         by_version = {s.model_version: s for s in stats.variants}
-        done = (
-            {v: by_version[v].served_count for v in ("v1", "v2") if v in by_version} == expected
-            and by_version["v2"].clicked_count == 1
-        )
+        done = {
+            v: by_version[v].served_count for v in ("v1", "v2") if v in by_version
+        } == expected and by_version["v2"].clicked_count == 1
         if done:
             break
         assert asyncio.get_running_loop().time() < deadline, stats
@@ -175,9 +172,7 @@ async def test_reload_is_for_platform_admins_and_reports_indexes(stack: RunningS
     reloaded = await shop.internal.ReloadIndexes(
         pb.ReloadIndexesRequest(tenant_id=shop.tenant_id), metadata=stack.admin_metadata()
     )
-    assert [(s.model_version, s.state) for s in reloaded.indexes] == [
-        ("v1", pb.INDEX_STATE_READY)
-    ]
+    assert [(s.model_version, s.state) for s in reloaded.indexes] == [("v1", pb.INDEX_STATE_READY)]
     assert not (await shop.recommend("u1")).fallback
 
 
@@ -194,3 +189,22 @@ async def test_memory_per_tenant_is_exported(stack: RunningStack) -> None:
     )
     assert float(line.rsplit(" ", 1)[1]) > 0
     assert "embrec_retrieval_served_total" in text
+
+
+async def test_popular_only_responder_never_loads_a_model(stack_factory: StackFactory) -> None:
+    # What the gateway's fallback cluster would run (docs/retrieval-service.md).
+    responder = await stack_factory(retrieval_popular_only=True)
+    shop = await make_shop(responder)
+    await shop.interactions("x", [shop.item_ids[4]] * 3)
+    await shop.train(1)
+    await shop.deploy([("v1", 100)])
+    for _ in range(3):
+        response = await shop.recommend("u1", count=3)
+        assert response.fallback
+        assert response.fallback_reason == pb.FALLBACK_REASON_INDEX_UNAVAILABLE
+        assert response.items[0].item_id == shop.item_ids[4]
+        await asyncio.sleep(0.3)
+    status = await shop.internal.GetIndexStatus(
+        pb.GetIndexStatusRequest(), metadata=responder.admin_metadata()
+    )
+    assert list(status.indexes) == []

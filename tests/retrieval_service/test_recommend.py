@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import select
 
@@ -22,7 +22,7 @@ async def stack(stack_factory: StackFactory) -> RunningStack:
 
 
 def violations(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return []
     out = []
@@ -66,7 +66,9 @@ async def test_filters_are_exact(stack: RunningStack) -> None:
     await shop.wait_for_version("u1", "v1")
 
     # u1 prefers laptops; asking for smartphones must still give 10 smartphones.
-    phones = await shop.recommend("u1", count=10, filters=pb.RecommendationFilters(category="smartphones"))
+    phones = await shop.recommend(
+        "u1", count=10, filters=pb.RecommendationFilters(category="smartphones")
+    )
     assert len(phones.items) == 10
     assert {i.category for i in phones.items} == {"smartphones"}
 
@@ -133,7 +135,9 @@ async def test_tenant_without_a_model_gets_popular_items(stack: RunningStack) ->
 
     # Per category when filtered: the most popular item of that category first.
     phones = await shop.recommend(
-        "u1", count=3, filters=pb.RecommendationFilters(category=shop.category_of(shop.item_ids[12]))
+        "u1",
+        count=3,
+        filters=pb.RecommendationFilters(category=shop.category_of(shop.item_ids[12])),
     )
     assert phones.fallback
     assert phones.items[0].item_id == shop.item_ids[12]
@@ -221,7 +225,10 @@ async def test_bad_requests_name_the_field(
 ) -> None:
     shop = await make_shop(stack, n_items=8)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await shop.stub.Recommend(pb.RecommendRequest(**fields), metadata=shop.metadata())
+        await shop.stub.Recommend(
+            pb.RecommendRequest(**fields),  # type: ignore[arg-type]
+            metadata=shop.metadata(),
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in violations(caught.value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from nicegui import ui
 from nicegui.testing.user import User
@@ -45,3 +46,16 @@ async def eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the console did not get there in time")
         await asyncio.sleep(0.05)
+
+
+def table_rows(user: User) -> list[dict[str, Any]]:
+    """Every row of every table on the page (table cells are not 'seen' as content)."""
+    return [row for t in user.find(ui.table).elements if isinstance(t, ui.table) for row in t.rows]
+
+
+def has_rows(user: User, **match: object) -> bool:
+    try:
+        rows = table_rows(user)
+    except AssertionError:  # no table (yet)
+        return False
+    return any(all(row.get(k) == v for k, v in match.items()) for row in rows)

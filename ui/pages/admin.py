@@ -281,7 +281,7 @@ def register() -> None:
                             ).props("flat")
                     not_built("Usage charts for this tenant")
 
-            async def ask(action: str) -> None:
+            def ask(action: str) -> None:
                 with ui.dialog() as dialog, ui.card():
                     ui.label(f"{action.capitalize()} this tenant?").classes("text-h6")
                     if action == "suspend":
