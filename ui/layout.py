@@ -20,6 +20,7 @@ __all__ = [
     "TENANT_NAV",
     "empty_state",
     "error_banner",
+    "floating_dialog",
     "frame",
     "guarded",
     "not_built",
@@ -65,6 +66,14 @@ def error_banner(error: ApiError, *, what: str = "") -> None:
     with ui.row().classes("items-center gap-2 text-negative").props("role=alert"):
         ui.icon("error_outline")
         ui.label(f"{what}: {error.message}" if what else error.message)
+
+
+def floating_dialog() -> ui.dialog:
+    """A dialog owned by the page itself, not by the list that opened it: a handler
+    running in it must survive the list being redrawn (NiceGUI cancels the tasks of
+    deleted elements)."""
+    with ui.context.client.content:
+        return ui.dialog()
 
 
 def empty_state(text: str, icon: str = "inbox") -> None:

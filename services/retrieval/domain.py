@@ -203,7 +203,11 @@ class ServingState:
         state = self._tenant(tenant_id)
         if state.base is None:
             await self._refresh_base(tenant_id)
-            await self.reload(tenant_id, wait=False)
+            if state.reloading is None:
+                # Provisional route, so the tenant's users hear INDEX_UNAVAILABLE (not
+                # NO_MODEL) while its versions load; later deploys swap only when loaded.
+                state.route, _ = await self._read_route(tenant_id)
+                await self.reload(tenant_id, wait=False)
         elif self._clock() - state.base.built_at > self._base_ttl and (
             state.refreshing is None or state.refreshing.done()
         ):

@@ -21,7 +21,16 @@ from embrec.tenant.v1 import tenant_service_pb2 as tenant_pb
 from .. import session
 from ..client import ApiError
 from ..formatting import when
-from ..layout import empty_state, error_banner, frame, guarded, not_built, require, show_error
+from ..layout import (
+    empty_state,
+    error_banner,
+    floating_dialog,
+    frame,
+    guarded,
+    not_built,
+    require,
+    show_error,
+)
 from . import models_view
 
 __all__ = ["register"]
@@ -88,7 +97,11 @@ def register() -> None:
         with frame("Tenants", who):
             state: dict[str, object] = {"tokens": [""], "index": 0}
             with ui.row().classes("w-full items-end gap-2"):
-                query = ui.input("Search name, slug or e-mail").mark("tenant-search").classes("min-w-[16rem]")
+                query = (
+                    ui.input("Search name, slug or e-mail")
+                    .mark("tenant-search")
+                    .classes("min-w-[16rem]")
+                )
                 status = ui.select(list(_STATUS), value="Any status", label="Status")
                 ui.button("Search", on_click=lambda: load(reset=True))
                 ui.space()
@@ -168,9 +181,9 @@ def register() -> None:
 
             with ui.dialog() as create_dialog, ui.card().classes("w-full max-w-lg"):
                 ui.label("Create tenant").classes("text-h6")
-                name = ui.input(
-                    "Name", validation={"Required": lambda v: bool(v.strip())}
-                ).mark("tenant-name")
+                name = ui.input("Name", validation={"Required": lambda v: bool(v.strip())}).mark(
+                    "tenant-name"
+                )
                 slug = ui.input(
                     "Slug",
                     validation={
@@ -179,9 +192,9 @@ def register() -> None:
                         )
                     },
                 ).mark("tenant-slug")
-                email = ui.input(
-                    "Admin e-mail", validation={"An e-mail": lambda v: "@" in v}
-                ).mark("tenant-email")
+                email = ui.input("Admin e-mail", validation={"An e-mail": lambda v: "@" in v}).mark(
+                    "tenant-email"
+                )
                 result = ui.column().classes("w-full")
 
                 async def create() -> None:
@@ -282,7 +295,7 @@ def register() -> None:
                     not_built("Usage charts for this tenant")
 
             def ask(action: str) -> None:
-                with ui.dialog() as dialog, ui.card():
+                with floating_dialog() as dialog, ui.card():
                     ui.label(f"{action.capitalize()} this tenant?").classes("text-h6")
                     if action == "suspend":
                         ui.label("Its users and API keys stop working until it is reactivated.")
@@ -435,6 +448,10 @@ def register() -> None:
                 ui.button("Export CSV", icon="download", on_click=lambda: guarded(export)()).props(
                     "outline"
                 )
+            ui.label(
+                "The trail is fed from the event bus: an action may take a few seconds to "
+                "appear here."
+            ).classes("text-caption")
             results = ui.column().classes("w-full")
             more = ui.button("Load more", on_click=lambda: search(reset=False)).props("flat")
             more.set_visibility(False)

@@ -38,9 +38,9 @@ def register() -> None:
         with frame("Log in", None), ui.card().classes("w-full max-w-md mx-auto"):
             ui.label("Log in").classes("text-h5")
             email = ui.input("E-mail", validation=_email_ok).props("autofocus").mark("email")
-            password = ui.input(
-                "Password", password=True, password_toggle_button=True
-            ).mark("password")
+            password = ui.input("Password", password=True, password_toggle_button=True).mark(
+                "password"
+            )
             problem = ui.column()
 
             async def submit() -> None:

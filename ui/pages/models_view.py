@@ -13,7 +13,7 @@ from embrec.training.v1 import training_service_pb2 as train_pb
 from .. import session
 from ..client import ApiError
 from ..formatting import enum_label, when
-from ..layout import empty_state, error_banner, guarded
+from ..layout import empty_state, error_banner, floating_dialog, guarded
 
 __all__ = ["models_panel"]
 
@@ -81,7 +81,7 @@ async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
         await refresh()
 
     def ask_deploy(version: str) -> None:
-        with ui.dialog() as dialog, ui.card():
+        with floating_dialog() as dialog, ui.card():
             ui.label(f"Deploy {version}").classes("text-h6")
             traffic = ui.slider(min=1, max=100, value=100).props("label-always")
             ui.label("Traffic percentage for this version; the rest stays on the current one.")

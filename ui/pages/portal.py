@@ -23,7 +23,7 @@ from embrec.tenant.v1 import tenant_service_pb2 as tenant_pb
 from .. import session
 from ..client import UPLOAD_TIMEOUT_SECONDS, ApiError
 from ..formatting import enum_label, percent, when
-from ..layout import empty_state, error_banner, frame, guarded, not_built, require
+from ..layout import empty_state, error_banner, floating_dialog, frame, guarded, not_built, require
 from . import models_view
 
 __all__ = ["MAX_UPLOAD_BYTES", "register"]
@@ -222,7 +222,7 @@ def register() -> None:
                             ),
                         ).props(f"accept=.csv,text/csv data-kind={kind}").classes(
                             f"w-full upload-{kind}"
-                        )
+                        ).mark(f"upload-{kind}")
             await show_history()
 
     @ui.page("/app/keys")
@@ -258,13 +258,15 @@ def register() -> None:
                         "Copy this key now: it is shown once and cannot be retrieved later."
                     ).classes("text-weight-bold")
                     with ui.row().classes("items-center no-wrap w-full"):
-                        ui.input(value=secret).props("readonly").classes("api-key-secret grow")
+                        ui.input(value=secret).props("readonly").classes(
+                            "api-key-secret grow"
+                        ).mark("api-key-secret")
                         ui.button("Copy", icon="content_copy", on_click=lambda: _copy(secret))
                     ui.button("Done", on_click=secret_box.clear).props("flat")
                 await load()
 
             async def revoke(key_id: str, label: str) -> None:
-                with ui.dialog() as dialog, ui.card():
+                with floating_dialog() as dialog, ui.card():
                     ui.label(f"Revoke '{label}'?").classes("text-h6")
                     ui.label("Applications using it stop working at once.")
 
@@ -281,7 +283,9 @@ def register() -> None:
                         await load()
 
                     with ui.row():
-                        ui.button("Revoke", color="negative", on_click=guarded(confirm))
+                        ui.button("Revoke", color="negative", on_click=guarded(confirm)).mark(
+                            "revoke-confirm"
+                        )
                         ui.button("Cancel", on_click=dialog.close).props("flat")
                 dialog.open()
 
@@ -308,7 +312,7 @@ def register() -> None:
                             ui.row().classes("items-center gap-4 w-full"),
                         ):
                             ui.label(key.name).classes("text-weight-bold")
-                            ui.label(f"emb_live_{key.prefix}_…").classes("text-mono")
+                            ui.label(f"{key.prefix}…").classes("text-mono")
                             ui.label(f"created {when(key.create_time)}").classes("text-caption")
                             used = when(key.last_used_time) or "never"
                             ui.label(f"last used {used}").classes("text-caption")
