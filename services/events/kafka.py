@@ -148,8 +148,11 @@ class KafkaPublisher:
             if error is None:
                 delivered.add(event_id)
                 return
-            if error.fatal() or error.code() == KafkaError._FATAL:
-                self._fatal.set()
+            # Any failed delivery retires this producer, not only fatal errors: after a
+            # broker restart an idempotent producer whose messages timed out can keep
+            # timing out (its producer id/epoch is gone on the broker). A new producer
+            # costs one connection; the outbox re-sends what was not confirmed.
+            self._fatal.set()
             errors.append(str(error))
 
         try:

@@ -54,14 +54,6 @@ async def wait_stored(stack: RunningStack, tenant_id: str, expected: int, timeou
         await asyncio.sleep(0.3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the outbox relay's Kafka producer never delivers again after the broker restarts "
-        "(every publish times out, _MSG_TIMED_OUT, for minutes); tracked for "
-        "services/events - remove this marker when it recovers"
-    ),
-)
 async def test_broker_restart_loses_and_duplicates_nothing(
     stack_factory: StackFactory, kafka_broker: KafkaBroker
 ) -> None:

@@ -27,7 +27,7 @@ CHEAP = pb.Hyperparameters(epochs=1, embedding_dim=16)
 
 async def jobs_of(c: Caller) -> list[pb.TrainingJob]:
     response = await c.stub.ListTrainingJobs(svc.ListTrainingJobsRequest(), metadata=c.metadata)
-    return list(response.jobs)
+    return list(response.training_jobs)
 
 
 async def wait_for_jobs(c: Caller, count: int, timeout: float = 120) -> list[pb.TrainingJob]:

@@ -24,8 +24,8 @@ INTERACTIONS_CSV = (
     "user_id,item_id,interaction_type,timestamp\n"
     + "".join(
         f"user_{u},item_{(u * 7 + k) % 20},view,2026-11-0{1 + k}T10:00:00Z\n"
-        for u in range(30)
-        for k in range(3)
+        for u in range(40)
+        for k in range(4)
     )
 ).encode()
 
@@ -124,7 +124,7 @@ async def test_upload_shows_the_validation_report_and_history(
     await events.handle_uploads([SmallFileUpload("events.txt", "text/plain", b"x")])
     await see(user, "events.txt is not a .csv file.")
     await events.handle_uploads([SmallFileUpload("events.csv", "text/csv", INTERACTIONS_CSV)])
-    await see(user, "90 rows: 90 accepted")
+    await see(user, "160 rows: 160 accepted")
 
     # The test page answers (popular items: no model is trained yet), with titles.
     await user.open("/app/test")
@@ -136,4 +136,5 @@ async def test_upload_shows_the_validation_report_and_history(
     await user.open("/app/models")
     await see(user, "No training jobs yet.")
     user.find(kind=ui.button, content="Train now").click()
-    await see(user, "queued")
+    await see(user, marker="training-job")
+    assert any("queued" in note for note in user.notify.messages)

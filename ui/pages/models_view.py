@@ -38,8 +38,19 @@ def _metrics(values: Mapping[str, float]) -> str:
 
 async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
     """Jobs (with live progress), model versions with metrics, deploy and rollback."""
+    # Buttons stay outside the redrawn boxes: NiceGUI cancels a handler whose button is
+    # deleted, and every action redraws the boxes.
+    with ui.row().classes("items-center w-full"):
+        ui.label("Training jobs").classes("text-h6")
+        ui.space()
+        if can_train:
+            ui.button("Train now", icon="play_arrow", on_click=lambda: guarded(train)())
     jobs_box = ui.column().classes("w-full")
+    ui.label("Model versions").classes("text-h6")
     models_box = ui.column().classes("w-full")
+    with ui.row().classes("items-center"):
+        ui.label("Deployments").classes("text-h6")
+        ui.button("Roll back", icon="undo", on_click=lambda: guarded(rollback)()).props("flat")
     deploy_box = ui.column().classes("w-full")
 
     async def train() -> None:
@@ -108,11 +119,6 @@ async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
         active = False
         jobs_box.clear()
         with jobs_box:
-            with ui.row().classes("items-center w-full"):
-                ui.label("Training jobs").classes("text-h6")
-                ui.space()
-                if can_train:
-                    ui.button("Train now", icon="play_arrow", on_click=guarded(train))
             try:
                 jobs = await api.call(
                     api.training.ListTrainingJobs,
@@ -124,7 +130,7 @@ async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
             if jobs is not None and not jobs.training_jobs:
                 empty_state("No training jobs yet. 'Train now' starts one.", "model_training")
             for job in jobs.training_jobs if jobs is not None else []:
-                with ui.card().classes("w-full training-job"):
+                with ui.card().classes("w-full training-job").mark("training-job"):
                     with ui.row().classes("items-center gap-4 w-full"):
                         ui.label(job.id).classes("text-mono")
                         ui.badge(_job_state(job))
@@ -147,7 +153,6 @@ async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
                         ui.label(f"Failed: {job.error.message}").classes("text-negative")
         models_box.clear()
         with models_box:
-            ui.label("Model versions").classes("text-h6")
             try:
                 models = await api.call(
                     api.training.ListModels,
@@ -159,7 +164,7 @@ async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
             if models is not None and not models.models:
                 empty_state("No model versions yet: a finished training job makes one.")
             for model in models.models if models is not None else []:
-                with ui.card().classes("w-full model-version"):
+                with ui.card().classes("w-full model-version").mark("model-version"):
                     with ui.row().classes("items-center gap-4 w-full"):
                         ui.label(model.version).classes("text-weight-bold")
                         ui.badge(
@@ -174,9 +179,6 @@ async def models_panel(tenant_id: str, *, can_train: bool = True) -> None:
                     ui.label(f"metrics: {_metrics(model.metrics)}").classes("text-caption")
         deploy_box.clear()
         with deploy_box:
-            with ui.row().classes("items-center"):
-                ui.label("Deployments").classes("text-h6")
-                ui.button("Roll back", icon="undo", on_click=guarded(rollback)).props("flat")
             try:
                 deployments = await api.call(
                     api.training.ListDeployments,
