@@ -52,9 +52,7 @@ def upgrade() -> None:
             name="fk_served_recommendations_tenant_id_tenants",
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "tenant_id", "recommendation_id", name="pk_served_recommendations"
-        ),
+        sa.PrimaryKeyConstraint("tenant_id", "recommendation_id", name="pk_served_recommendations"),
     )
     op.create_index(
         "ix_served_recommendations_tenant_id_served_at",
