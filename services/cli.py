@@ -412,6 +412,91 @@ def admin_create(
     typer.echo(f"platform admin {email.strip().lower()} created (user id {user_id})")
 
 
+@app.command()
+def demo(
+    gateway: Annotated[
+        str | None,
+        typer.Option(help="Gateway URL; default http://127.0.0.1:EMBREC_ENVOY_PORT."),
+    ] = None,
+    small: Annotated[
+        bool,
+        typer.Option("--small", help="A quick run: 1K users, 400 items, 15K interactions."),
+    ] = False,
+    keep_running: Annotated[
+        bool,
+        typer.Option("--keep-running", help="Leave the stack the demo started running."),
+    ] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data dir of the stack the demo starts; default EMBREC_DATA_DIR/demo."),
+    ] = None,
+    admin_email: Annotated[
+        str, typer.Option(help="Admin of an already running stack (default admin@embrec.local).")
+    ] = "",
+    admin_password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--admin-password-stdin",
+            help="Read that admin's password from stdin (first line) instead of a prompt.",
+        ),
+    ] = False,
+    users: Annotated[int | None, typer.Option(help="Sample users (overrides the size).")] = None,
+    items: Annotated[int | None, typer.Option(help="Sample items (overrides the size).")] = None,
+    interactions: Annotated[
+        int | None, typer.Option(help="Sample interactions (overrides the size).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sample data seed.")] = 42,
+) -> None:
+    """Create a demo tenant, load sample data, train, deploy and print recommendations.
+
+    Uses the stack at --gateway, or starts `embrec up` (data in EMBREC_DATA_DIR/demo)
+    and stops it at the end unless --keep-running.
+    """
+    from services.demo import DEFAULT_SIZE, SMALL_SIZE, DemoError, DemoOptions, run_demo
+
+    size = SMALL_SIZE if small else DEFAULT_SIZE
+    n_users, n_items, n_interactions = (
+        users or size[0],
+        items or size[1],
+        interactions or size[2],
+    )
+    if min(n_users, n_items, n_interactions) <= 0:
+        raise UsageError("--users, --items and --interactions must be positive")
+    settings = load_settings()
+
+    def read_password() -> str:
+        # Never an option or an environment variable: those end up in shell history,
+        # `ps` and CI logs.
+        if admin_password_stdin:
+            return sys.stdin.readline().rstrip("\r\n")
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "a stack is already running: give its admin's password with "
+                "--admin-password-stdin, or run in a terminal to be prompted"
+            )
+        return str(typer.prompt("Admin password", hide_input=True))
+
+    options = DemoOptions(
+        gateway=gateway or f"http://127.0.0.1:{settings.envoy_port}",
+        data_dir=data_dir or settings.data_dir / "demo",
+        users=n_users,
+        items=n_items,
+        interactions=n_interactions,
+        seed=seed,
+        keep_running=keep_running,
+        admin_email=admin_email,
+        read_admin_password=read_password,
+    )
+    try:
+        run_demo(options, settings)
+    except DemoError as exc:
+        typer.echo(f"embrec demo: {exc.step} failed: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("embrec demo: interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
 @app.command("sample-data")
 def sample_data(
     users: Annotated[int, typer.Option(help="Users.")] = 10_000,

@@ -151,8 +151,85 @@ class EnvoyChild:
         return self.process is not None and self.process.poll() is not None
 
 
-def _banner(settings: Settings, admin: tuple[str, str] | None) -> str:
+_CONSOLE_READY_TIMEOUT_SECONDS = 30.0
+
+
+def _http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:  # noqa: S310 - our loopback URL
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ConsoleChild:
+    """The NiceGUI console (`embrec console`) as a child process.
+
+    A child rather than a task in this loop: NiceGUI owns a global app and its own
+    uvicorn loop, and a console problem must not take the services down with it. It
+    reaches the services over gRPC on ``target`` like any client; the environment (and
+    so the data dir and its secrets) is inherited.
+    """
+
+    def __init__(self, target: str, port: int, log_path: Path) -> None:
+        self.target = target
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        log = self.log_path.open("ab")
+        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [
+                sys.executable,
+                "-c",
+                "from services.cli import main; main()",
+                "console",
+                "--target",
+                self.target,
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return process
+
+    async def start(self) -> bool:
+        """Start it and wait until it answers; False (logged) if it does not."""
+        self.process = self._spawn()
+        url = f"http://127.0.0.1:{self.port}/login"
+        deadline = time.monotonic() + _CONSOLE_READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if await asyncio.to_thread(_http_ready, url):
+                return True
+            await asyncio.sleep(0.3)
+        logger.error("the console did not start; see %s (the API runs without it)", self.log_path)
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def _banner(settings: Settings, admin: tuple[str, str] | None, *, console_up: bool = False) -> str:
     gateway = f"http://127.0.0.1:{settings.envoy_port}"
+    console = (
+        f"http://127.0.0.1:{settings.console_port}   (log in with the admin below)"
+        if console_up
+        else f"not running; see {settings.data_dir / 'console.log'}"
+    )
     metrics = (
         f"http://{settings.grpc_host}:{settings.metrics_port}/metrics"
         if settings.metrics_port
@@ -165,6 +242,7 @@ def _banner(settings: Settings, admin: tuple[str, str] | None) -> str:
         f"  gateway   {gateway}   (JSON/REST and gRPC)",
         f"  gRPC      {settings.grpc_host}:{settings.grpc_port}   (services, direct)",
         f"  metrics   {metrics}",
+        f"  console   {console}",
         f"  data      {settings.data_dir.resolve()}",
         "",
     ]
@@ -242,9 +320,13 @@ async def run_embedded(settings: Settings, repo_root: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    console = ConsoleChild(
+        f"{settings.grpc_host}:{port}", settings.console_port, settings.data_dir / "console.log"
+    )
     try:
         await envoy.start()
-        print(_banner(settings, demo_admin), flush=True)
+        console_up = await console.start()
+        print(_banner(settings, demo_admin, console_up=console_up), flush=True)
         while not stop.is_set():
             if envoy.exited:
                 logger.error("envoy exited unexpectedly; see %s", envoy.log_path)
@@ -254,6 +336,7 @@ async def run_embedded(settings: Settings, repo_root: Path) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        logger.info("stopping: gateway first, then services")
+        logger.info("stopping: console and gateway first, then services")
+        console.stop()
         envoy.stop()
         await runtime.stop()

@@ -134,7 +134,7 @@ class IndexInfo:
     state: str  # loading | ready | failed
     error: str = ""
     loaded_at: datetime | None = None
-    bundle: TenantModelIndex | None = None
+    uri: str = ""
 
 
 @dataclass
@@ -405,7 +405,9 @@ class ServingState:
         except Exception as exc:
             self._fail(tenant_id, version, f"{type(exc).__name__}: {exc}")
             return
-        info.state, info.bundle, info.loaded_at = "ready", bundle, datetime.now(UTC)
+        # No reference to the bundle here: eviction must be able to free it.
+        info.state, info.loaded_at = "ready", datetime.now(UTC)
+        info.uri = uri
         self._on_load("ready")
         logger.info(
             "loaded tenant %s model %s: %d items in %.2f s",
@@ -435,12 +437,23 @@ class ServingState:
         except ModelNotLoadedError:
             return None
 
-    def was_evicted(self, tenant_id: str, version: str) -> bool:
+    def reload_if_evicted(self, tenant_id: str, version: str) -> None:
+        """Start reloading a routed version the memory cap evicted (its users get popular
+        items until it is back; the reload may evict another, colder tenant)."""
         info = self.index_info.get((tenant_id, version))
-        return (
-            info is not None
-            and info.state == "ready"
-            and self.registry.peek(tenant_id, version) is None
+        state = self._tenants.get(tenant_id)
+        if (
+            info is None
+            or info.state != "ready"
+            or not info.uri
+            or state is None
+            or state.base is None
+            or self.registry.peek(tenant_id, version) is not None
+        ):
+            return
+        info.state = "loading"
+        asyncio.get_running_loop().create_task(
+            self._load_version(tenant_id, version, info.uri, state.base.bundle.catalog)
         )
 
     # ------------------------------------------------------------------ histories

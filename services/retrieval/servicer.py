@@ -211,7 +211,10 @@ class RetrievalInternalServicer(pb_grpc.RetrievalInternalServiceServicer):
             error_message=info.error,
             replica=self._replica,
         )
-        bundle = info.bundle
+        bundle = self._retrieval.state.registry.peek(info.tenant_id, info.model_version)
+        if info.state == "ready" and bundle is None:
+            message.state = pb.INDEX_STATE_UNSPECIFIED
+            message.error_message = "evicted by the memory cap; reloads on the next request"
         if bundle is not None and info.state == "ready":
             index = bundle.index
             if index is not None:

@@ -111,6 +111,8 @@ class Retrieval:
             spec = replace(spec, exclude_seen_ids=frozenset(r.item_id for r in recent))
         bundle = self.state.bundle_for(tenant_id, version) if version else None
         if bundle is None:
+            if version:
+                self.state.reload_if_evicted(tenant_id, version)
             reason = (
                 pb.FALLBACK_REASON_INDEX_UNAVAILABLE if version else pb.FALLBACK_REASON_NO_MODEL
             )

@@ -208,3 +208,28 @@ async def test_popular_only_responder_never_loads_a_model(stack_factory: StackFa
         pb.GetIndexStatusRequest(), metadata=responder.admin_metadata()
     )
     assert list(status.indexes) == []
+
+
+async def test_memory_cap_evicts_the_coldest_tenant_and_it_comes_back(
+    stack_factory: StackFactory,
+) -> None:
+    # Each 6,000-item bundle is ~1.5 MB (ids, titles, URLs, vectors, index): two do not fit.
+    stack = await stack_factory(retrieval_memory_cap_mb=2)
+    first = await make_shop(stack, n_items=6000, prefix="a-")
+    second = await make_shop(stack, n_items=6000, prefix="b-")
+    for shop in (first, second):
+        await shop.train(1)
+        await shop.deploy([("v1", 100)])
+    await first.wait_for_version("u1", "v1")
+    await second.wait_for_version("u1", "v1")  # loading it evicts the first tenant
+
+    status = await first.internal.GetIndexStatus(
+        pb.GetIndexStatusRequest(), metadata=stack.admin_metadata()
+    )
+    ready = {s.tenant_id for s in status.indexes if s.memory_bytes > 0}
+    assert ready == {second.tenant_id}
+    evicted = await first.recommend("u1", count=3)
+    assert evicted.fallback
+    assert evicted.fallback_reason == pb.FALLBACK_REASON_INDEX_UNAVAILABLE
+    # Its next requests reload it (evicting the now colder second tenant).
+    await first.wait_for_version("u1", "v1")

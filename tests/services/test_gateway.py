@@ -57,12 +57,14 @@ async def test_seed_tenant_calls_over_json(gateway: str, stack: RunningStack) ->
         violations = next(d for d in bad.json()["details"] if "field_violations" in d)
         assert {v["field"] for v in violations["field_violations"]} == {"slug", "email"}
 
-        unbuilt = await client.post(
+    # The seed's recommendation call without a credential: refused at the gateway.
+    async with httpx.AsyncClient(base_url=f"http://{gateway}") as anonymous:
+        refused = await anonymous.post(
             "/api/v1/recommendations",
             json={"user_id": "user_123", "count": 5, "filters": {"category": "smartphones"}},
         )
-        assert unbuilt.status_code == 501
-        assert "not implemented yet" in unbuilt.json()["message"]
+    assert refused.status_code == 401
+    assert refused.json()["message"]
 
 
 async def test_native_grpc_through_envoy(gateway: str, stack: RunningStack) -> None:

@@ -47,7 +47,8 @@ def _console_storage() -> Iterator[None]:
 
 @pytest.fixture
 async def console_user(
-    stack: RunningStack, caplog: pytest.LogCaptureFixture
+    stack: RunningStack,  # noqa: F811 - the fixture imported above
+    caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[User]:
     """A simulated browser on the console, whose stubs reach `stack` over gRPC."""
     with nicegui_reset_globals():
