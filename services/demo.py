@@ -25,6 +25,7 @@ imports grpc or the services' servers: it is a client of the gateway, like a cus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -63,6 +64,9 @@ _SERVING_TIMEOUT_S = 120.0
 _TRAINING_TIMEOUT_S = 3600.0
 _UPLOAD_CHUNK = 256 * 1024
 _SHOWN = 5
+#: Gateway answers worth asking again for a call that changes nothing.
+_TRANSIENT = {502, 503, 504}
+_SAFE_ATTEMPTS = 5
 
 
 class DemoError(Exception):
@@ -132,11 +136,20 @@ class _Out:
 def _seconds(value: float) -> str:
     if value < 60:
         return f"{value:.1f} s"
-    minutes, rest = divmod(int(round(value)), 60)
+    minutes, rest = divmod(round(value), 60)
     return f"{minutes} min {rest:02d} s"
 
 
 # --------------------------------------------------------------------------- HTTP
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} KB"
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _error_text(reply: httpx.Response) -> str:
@@ -144,8 +157,8 @@ def _error_text(reply: httpx.Response) -> str:
     try:
         body = reply.json()
     except ValueError:
-        text = reply.text.strip().replace("\n", " ")
-        return f"HTTP {reply.status_code}{': ' + text[:300] if text else ''}"
+        text = _one_line(reply.text)
+        return f"HTTP {reply.status_code}{': ' + text if text else ''}"
     if not isinstance(body, dict):
         return f"HTTP {reply.status_code}: {str(body)[:300]}"
     message = str(body.get("message") or body.get("error") or "").strip()
@@ -194,21 +207,35 @@ class _Api:
         params: dict[str, str] | None = None,
         content: Iterator[bytes] | bytes | None = None,
         headers: dict[str, str] | None = None,
+        retry: bool = False,
     ) -> dict[str, Any]:
         all_headers = dict(headers or {})
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        try:
-            reply = self.http.request(
-                method,
-                path,
-                json=json_body,
-                params=params,
-                content=content,
-                headers=all_headers,
-            )
-        except httpx.HTTPError as exc:
-            raise DemoError(step, f"cannot reach the gateway at {self.gateway}: {exc}") from None
+        attempts = _SAFE_ATTEMPTS if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = self.http.request(
+                    method,
+                    path,
+                    json=json_body,
+                    params=params,
+                    content=content,
+                    headers=all_headers,
+                )
+            except httpx.HTTPError as exc:
+                if attempt < attempts:
+                    time.sleep(attempt)
+                    continue
+                raise DemoError(
+                    step, f"cannot reach the gateway at {self.gateway}: {exc}"
+                ) from None
+            # A busy embedded stack can miss the gateway's 2 s authz deadline (Envoy
+            # then answers 503): calls that change nothing are simply asked again.
+            if reply.status_code in _TRANSIENT and attempt < attempts:
+                time.sleep(attempt)
+                continue
+            break
         if reply.status_code >= 400:
             raise DemoError(step, f"{method} {path} answered {_error_text(reply)}")
         try:
@@ -257,7 +284,7 @@ class _StackChild:
             "EMBREC_ENVOY_PORT": str(self.envoy_port),
         }
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            self.process = subprocess.Popen(
                 [sys.executable, "-c", "from services.cli import main; main()", "up"],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -274,12 +301,15 @@ class _StackChild:
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
-    def log_tail(self, lines: int = 12) -> str:
+    def last_error(self) -> str:
+        """The log's last line: `embrec up` ends with its one-line reason (or, for a
+        crash, the exception line that closes the traceback)."""
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+            return "(no log)"
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:500] if lines else "(empty log)"
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -300,15 +330,18 @@ def _wait_ready(api: _Api, child: _StackChild, out: _Out) -> None:
             assert child.process is not None
             raise DemoError(
                 "starting the stack",
-                f"`embrec up` exited with code {child.process.returncode}; "
-                f"last lines of {child.log_path}:\n{child.log_tail()}",
+                f"`embrec up` exited with code {child.process.returncode}: "
+                f"{child.last_error()} (full log: {child.log_path}; another embrec may "
+                "hold a port: see EMBREC_GRPC_PORT, EMBREC_ENVOY_ADMIN_PORT, "
+                "EMBREC_METRICS_PORT, EMBREC_CONSOLE_PORT)",
             )
         answer = api.health()
         if answer is not None and answer[0] == 200:
             return
         if answer is not None:
-            last = f" (last /health: HTTP {answer[0]} {answer[1][:200]})"
-        out.status(f"      waiting for the stack ... {time.monotonic() - started:.0f} s")
+            last = f" (last /health: HTTP {answer[0]} {_one_line(answer[1])})"
+        elapsed = f" {time.monotonic() - started:.0f} s" if out.tty else ""
+        out.status(f"      waiting until {api.gateway}/health answers 200 ...{elapsed}")
         time.sleep(0.5)
     raise DemoError(
         "starting the stack",
@@ -420,12 +453,16 @@ def _upload(
         with path.open("rb") as f:
             while chunk := f.read(_UPLOAD_CHUNK):
                 sent += len(chunk)
-                out.status(
-                    f"      {path.name}: sending {100 * sent // total:3d} % "
-                    f"({sent / 1e6:.1f}/{total / 1e6:.1f} MB)"
-                )
+                percent = 100 * sent // max(total, 1)
+                if out.tty:
+                    out.status(
+                        f"      {path.name}: sending {percent:3d} % "
+                        f"({_size(sent)} of {_size(total)})"
+                    )
+                else:  # a log, not a screen: a line per quarter is enough
+                    out.status(f"      {path.name}: sending {percent // 25 * 25:3d} %")
                 yield chunk
-        out.status(f"      {path.name}: sent {total / 1e6:.1f} MB, validating and storing ...")
+        out.status(f"      {path.name}: sent {_size(total)}, validating and storing ...")
 
     upload = api.call(
         f"uploading {path.name}",
@@ -491,13 +528,11 @@ def _train(api: _Api, out: _Out, token: str) -> tuple[str, dict[str, Any]]:
                 raise DemoError(step, f"job {job_id} still {job.get('state')} after an hour")
             out.status(_progress_text(job))
             time.sleep(1.0)
-            job = api.call(step, "GET", f"/api/v1/trainingJobs/{job_id}", token=token)
+            job = api.call(step, "GET", f"/api/v1/trainingJobs/{job_id}", token=token, retry=True)
     except KeyboardInterrupt:
         # Leave no job training for nobody on a stack that outlives us.
-        try:
+        with contextlib.suppress(DemoError):
             api.call(step, "POST", f"/api/v1/trainingJobs/{job_id}:cancel", token=token)
-        except DemoError:
-            pass
         raise
     out.status(_progress_text(job))
     if job.get("state") != "TRAINING_JOB_STATE_SUCCEEDED":
@@ -510,7 +545,7 @@ def _train(api: _Api, out: _Out, token: str) -> tuple[str, dict[str, Any]]:
             + (f": {error.get('message')}" if error.get("message") else ""),
         )
     version = str(job["model_version"])
-    model = api.call(step, "GET", f"/api/v1/models/{version}", token=token)
+    model = api.call(step, "GET", f"/api/v1/models/{version}", token=token, retry=True)
     metrics = {k: float(v) for k, v in (model.get("metrics") or {}).items()}
     lineage = model.get("lineage") or {}
     out.line(
@@ -525,7 +560,9 @@ def _train(api: _Api, out: _Out, token: str) -> tuple[str, dict[str, Any]]:
 
 
 def _recommend(api: _Api, step: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    return api.call(step, "POST", "/api/v1/recommendations", token=token, json_body=body)
+    return api.call(
+        step, "POST", "/api/v1/recommendations", token=token, json_body=body, retry=True
+    )
 
 
 def _wait_serving(api: _Api, out: _Out, token: str, user_id: str, version: str) -> float:
@@ -535,10 +572,9 @@ def _wait_serving(api: _Api, out: _Out, token: str, user_id: str, version: str) 
         last = _recommend(api, "waiting for the model to serve", token, {"user_id": user_id})
         if not last.get("fallback") and last.get("model_version") == version:
             return time.monotonic() - started
-        out.status(
-            f"      retrievers loading {version} ... {time.monotonic() - started:.0f} s "
-            f"(meanwhile: {str(last.get('fallback_reason', '')).removeprefix('FALLBACK_REASON_')})"
-        )
+        elapsed = f" {time.monotonic() - started:.0f} s" if out.tty else ""
+        reason = str(last.get("fallback_reason", "")).removeprefix("FALLBACK_REASON_")
+        out.status(f"      retrievers loading {version} ...{elapsed} (meanwhile: {reason})")
         time.sleep(0.5)
     raise DemoError(
         "waiting for the model to serve",
@@ -614,9 +650,7 @@ def _show_recommendations(
     out.line(f"  with no history  — {_served_by(reply)}")
     _print_items(out, reply)
     viewed = [
-        item
-        for item, _ in store.item_popularity.most_common()
-        if store.titles[item][1] == category
+        item for item, _ in store.item_popularity.most_common() if store.titles[item][1] == category
     ][:2]
     reply = _recommend(
         api, step, token, {"user_id": visitor, "count": _SHOWN, "recent_item_ids": viewed}
@@ -663,7 +697,9 @@ def run_demo(options: DemoOptions, settings: Settings, stream: TextIO | None = N
                 )
             own = settings.model_copy(update={"data_dir": options.data_dir, "envoy_port": port})
             out.line(f"[1/8] stack     no stack at {api.gateway}: starting `embrec up`")
-            out.line(f"      data {options.data_dir.resolve()}, log {options.data_dir}/embrec-up.log")
+            out.line(
+                f"      data {options.data_dir.resolve()}, log {options.data_dir}/embrec-up.log"
+            )
             admin = _admin_for_own_stack(own)
             child = _StackChild(options.data_dir, port)
             child.start()
@@ -674,8 +710,8 @@ def run_demo(options: DemoOptions, settings: Settings, stream: TextIO | None = N
             if status != 200:
                 raise DemoError(
                     "finding the stack",
-                    f"{api.gateway}/health answered HTTP {status} {body[:300]}: the stack is "
-                    "not healthy (or that port is another program's)",
+                    f"{api.gateway}/health answered HTTP {status} {_one_line(body)}: the "
+                    "stack is not healthy, or that port is another program's",
                 )
             out.line(f"[1/8] stack     using the running stack at {api.gateway}")
             if options.read_admin_password is None:
@@ -689,6 +725,7 @@ def run_demo(options: DemoOptions, settings: Settings, stream: TextIO | None = N
             "POST",
             "/api/v1/auth/login",
             json_body={"email": admin.email, "password": admin.password},
+            retry=True,
         )
         admin_token = str(login["access_token"])
         note = {
@@ -725,8 +762,7 @@ def run_demo(options: DemoOptions, settings: Settings, stream: TextIO | None = N
             )
             keys[name] = str(created["secret"])
             out.line(
-                f"[4/8] API key   {name}: {created['api_key']['prefix']}... "
-                f"({', '.join(scopes)})"
+                f"[4/8] API key   {name}: {created['api_key']['prefix']}... ({', '.join(scopes)})"
             )
 
         # 4. Data.

@@ -226,7 +226,7 @@ class ConsoleChild:
 def _banner(settings: Settings, admin: tuple[str, str] | None, *, console_up: bool = False) -> str:
     gateway = f"http://127.0.0.1:{settings.envoy_port}"
     console = (
-        f"http://127.0.0.1:{settings.console_port}   (log in with the admin below)"
+        f"http://127.0.0.1:{settings.console_port}   (admin back office and tenant portal)"
         if console_up
         else f"not running; see {settings.data_dir / 'console.log'}"
     )

@@ -163,7 +163,7 @@ def frame(title: str, who: Session | None) -> Iterator[None]:
 
     if who is not None:
         nav = ADMIN_NAV if who.is_admin else TENANT_NAV
-        with ui.left_drawer(value=True).props("breakpoint=1024 bordered") as drawer:
+        with ui.left_drawer(value=None).props("breakpoint=1024 bordered") as drawer:
             drawers.append(drawer)
             for label, target, icon in nav:
                 with (

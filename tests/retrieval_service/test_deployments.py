@@ -198,6 +198,14 @@ async def test_popular_only_responder_never_loads_a_model(stack_factory: StackFa
     await shop.interactions("x", [shop.item_ids[4]] * 3)
     await shop.train(1)
     await shop.deploy([("v1", 100)])
+    # The deployment reaches the responder through the bus: wait until it knows of it
+    # (before that it honestly says there is no model), then it must stay popular-only.
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await shop.recommend("u1", count=3)).fallback_reason != (
+        pb.FALLBACK_REASON_INDEX_UNAVAILABLE
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "deployment never seen"
+        await asyncio.sleep(0.2)
     for _ in range(3):
         response = await shop.recommend("u1", count=3)
         assert response.fallback

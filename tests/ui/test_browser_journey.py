@@ -160,6 +160,7 @@ async def test_phase4_journey_in_a_real_browser(
     assert token
     await snap("tenant-created")
     await page.goto(f"{console_server}/logout")
+    await page.get_by_text("New here?").wait_for()  # back on the login page
 
     # Step 2: the customer signs up with the invitation.
     await page.goto(f"{console_server}/signup?invitation={token}")
@@ -237,4 +238,10 @@ async def test_phase4_journey_in_a_real_browser(
     body = reply.json()
     assert len(body["items"]) == 5
     assert {item["category"] for item in body["items"]} == {category}
+
+    # The same portal on a phone-sized screen: the navigation folds into the menu.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(f"{console_server}/app/test")
+    await page.get_by_role("button", name="Get recommendations").wait_for()
+    await snap("phone-test-page")
     print(f"screenshots: {shots}")

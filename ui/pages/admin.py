@@ -184,14 +184,20 @@ def register() -> None:
                 name = ui.input("Name", validation={"Required": lambda v: bool(v.strip())}).mark(
                     "tenant-name"
                 )
-                slug = ui.input(
-                    "Slug",
-                    validation={
-                        "Lowercase letters, digits and dashes": lambda v: (
-                            bool(v) and v == v.lower() and all(c.isalnum() or c == "-" for c in v)
-                        )
-                    },
-                ).mark("tenant-slug")
+                slug = (
+                    ui.input(
+                        "Slug",
+                        validation={
+                            "Lowercase letters, digits and dashes": lambda v: (
+                                bool(v)
+                                and v == v.lower()
+                                and all(c.isalnum() or c == "-" for c in v)
+                            )
+                        },
+                    )
+                    .classes("w-full")
+                    .mark("tenant-slug")
+                )
                 email = ui.input("Admin e-mail", validation={"An e-mail": lambda v: "@" in v}).mark(
                     "tenant-email"
                 )

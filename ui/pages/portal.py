@@ -252,6 +252,7 @@ def register() -> None:
                 )
                 secret = reply.secret
                 name.value = ""
+                name.error = None  # emptied on purpose: not a mistake to flag
                 secret_box.clear()
                 with secret_box, ui.card().classes("w-full bg-green-1"):
                     ui.label(
