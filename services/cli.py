@@ -456,9 +456,9 @@ def demo(
 
     size = SMALL_SIZE if small else DEFAULT_SIZE
     n_users, n_items, n_interactions = (
-        users or size[0],
-        items or size[1],
-        interactions or size[2],
+        size[0] if users is None else users,
+        size[1] if items is None else items,
+        size[2] if interactions is None else interactions,
     )
     if min(n_users, n_items, n_interactions) <= 0:
         raise UsageError("--users, --items and --interactions must be positive")

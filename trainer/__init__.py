@@ -4,12 +4,36 @@ Why a library and not a service: the trainer worker, the bench command and the t
 all drive the same functions; services wrap them. See docs/trainer.md.
 """
 
-from trainer.artifacts import Artifacts, ArtifactsCorruptError, load_artifacts, write_artifacts
-from trainer.config import LightGCNConfig, load_config
-from trainer.data import InteractionData
-from trainer.evaluate import evaluate_embeddings, popularity_baseline
-from trainer.model import LightGCN
-from trainer.train import NonFiniteLossError, TrainResult, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): services read artifacts without paying for torch,
+# whose import blocks an event loop for seconds.
+_EXPORTS = {
+    "Artifacts": "trainer.artifacts",
+    "ArtifactsCorruptError": "trainer.artifacts",
+    "load_artifacts": "trainer.artifacts",
+    "write_artifacts": "trainer.artifacts",
+    "LightGCNConfig": "trainer.config",
+    "load_config": "trainer.config",
+    "InteractionData": "trainer.data",
+    "evaluate_embeddings": "trainer.evaluate",
+    "popularity_baseline": "trainer.evaluate",
+    "LightGCN": "trainer.model",
+    "NonFiniteLossError": "trainer.train",
+    "TrainResult": "trainer.train",
+    "train": "trainer.train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Artifacts",

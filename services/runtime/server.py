@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.config import Settings
+from services.config import ConfigError, Settings
 from services.runtime.interceptors import RuntimeInterceptor
 from services.runtime.metrics import ServerMetrics
 from services.runtime.tracing import tracing_interceptor
@@ -122,9 +122,15 @@ class Runtime:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        self.port = server.add_insecure_port(self.settings.grpc_address)
+        try:
+            self.port = server.add_insecure_port(self.settings.grpc_address)
+        except RuntimeError:  # grpc raises this when the address is taken
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"could not bind gRPC port {self.settings.grpc_address}")
+            raise ConfigError(
+                f"cannot listen on {self.settings.grpc_address} (is the port in use?); "
+                "set EMBREC_GRPC_PORT or EMBREC_GRPC_HOST"
+            )
         await server.start()
         self.server = server
         await self._set_all(SERVING)
