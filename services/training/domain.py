@@ -72,6 +72,21 @@ class Actor:
     source_ip: str = ""
 
 
+def _audit(
+    session: AsyncSession, actor: Actor, *, tenant_id: str, action: str, **fields: Any
+) -> str:
+    """record_audit with the caller's identities (who, as whom, from where) filled in."""
+    return record_audit(
+        session,
+        tenant_id=tenant_id,
+        actor=actor.subject,
+        impersonator=actor.impersonator,
+        source_ip=actor.source_ip,
+        action=action,
+        **fields,
+    )
+
+
 def parse_version(value: str, field: str = "model_version") -> int:
     match = _VERSION.match(value.strip())
     if not match:
@@ -116,12 +131,10 @@ class TrainingStore:
         report = await check_data_quality(self._sessions, tenant_id)
         async with self._sessions.begin() as session:
             if not report.passed:
-                record_audit(
+                _audit(
                     session,
+                    actor,
                     tenant_id=tenant_id,
-                    actor=actor.subject,
-                    impersonator=actor.impersonator,
-                    source_ip=actor.source_ip,
                     action="training.job.start",
                     outcome="failure",
                     metadata={"reason": "DATA_QUALITY_FAILED", "findings": report.summary()},
@@ -152,12 +165,10 @@ class TrainingStore:
                 )
                 session.add(job)
                 await session.flush()
-                record_audit(
+                _audit(
                     session,
+                    actor,
                     tenant_id=tenant_id,
-                    actor=actor.subject,
-                    impersonator=actor.impersonator,
-                    source_ip=actor.source_ip,
                     action="training.job.start",
                     target=job.id,
                     metadata={
@@ -215,12 +226,10 @@ class TrainingStore:
             else:
                 job.state = "cancelling"
                 job.progress = {**(job.progress or {}), "message": "cancel requested"}
-            record_audit(
+            _audit(
                 session,
+                actor,
                 tenant_id=tenant_id,
-                actor=actor.subject,
-                impersonator=actor.impersonator,
-                source_ip=actor.source_ip,
                 action="training.job.cancel",
                 target=job.id,
                 metadata={"previous_state": previous},
@@ -297,12 +306,10 @@ class TrainingStore:
             if active is not None:
                 gate = await self._quality_gate(session, tenant_id, active, models[target])
             if gate and not force:
-                record_audit(
+                _audit(
                     session,
+                    actor,
                     tenant_id=tenant_id,
-                    actor=actor.subject,
-                    impersonator=actor.impersonator,
-                    source_ip=actor.source_ip,
                     action="model.deploy",
                     target=version_name(target),
                     outcome="failure",
@@ -392,12 +399,10 @@ class TrainingStore:
         session.add(row)
         await session.flush()
         split_text = ",".join(f"{version_name(n)}:{p}" for n, p in entries)
-        record_audit(
+        _audit(
             session,
+            actor,
             tenant_id=tenant_id,
-            actor=actor.subject,
-            impersonator=actor.impersonator,
-            source_ip=actor.source_ip,
             action=action,
             target=row.id,
             metadata={
@@ -515,12 +520,10 @@ class TrainingStore:
                 },
             )
             session.add(row)
-            record_audit(
+            _audit(
                 session,
+                actor,
                 tenant_id=tenant_id,
-                actor=actor.subject,
-                impersonator=actor.impersonator,
-                source_ip=actor.source_ip,
                 action="training.schedule.create",
                 target=row.id,
                 metadata={
@@ -544,12 +547,10 @@ class TrainingStore:
             if row is None or row.tenant_id != tenant_id:
                 raise NotFound("schedule", schedule_id)
             await session.delete(row)
-            record_audit(
+            _audit(
                 session,
+                actor,
                 tenant_id=tenant_id,
-                actor=actor.subject,
-                impersonator=actor.impersonator,
-                source_ip=actor.source_ip,
                 action="training.schedule.delete",
                 target=schedule_id,
             )
