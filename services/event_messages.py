@@ -9,6 +9,7 @@ exists exactly when its state change does.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -16,11 +17,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embrec.events.v1 import events_pb2
-from services.events.outbox import add_event
+from services.events.outbox import event_row
 from services.runtime.context import current_request_id
-from services.storage.models import new_id
+from services.storage.models import OutboxEvent, new_id
 
-__all__ = ["TOPICS", "emit", "open_envelope"]
+__all__ = ["TOPICS", "emit", "envelope_row", "open_envelope"]
 
 #: One topic per kind of fact; keyed by tenant so a tenant's events stay in order.
 TOPICS = {
@@ -44,6 +45,22 @@ def emit(
     occurred: datetime | None = None,
 ) -> str:
     """Add ``payload`` (an embrec.events.v1 message) to the outbox; returns the event id."""
+    row = envelope_row(payload, tenant_id=tenant_id, event_id=event_id, occurred=occurred)
+    session.add(OutboxEvent(**row))
+    return str(row["id"])
+
+
+def envelope_row(
+    payload: Message,
+    *,
+    tenant_id: str,
+    event_id: str | None = None,
+    occurred: datetime | None = None,
+) -> dict[str, Any]:
+    """The outbox row announcing ``payload`` in an EventEnvelope (see :func:`emit`).
+
+    For batches, write many with :func:`services.events.outbox.insert_events`.
+    """
     event_type = payload.DESCRIPTOR.name
     topic = TOPICS.get(event_type)
     if topic is None:
@@ -62,8 +79,7 @@ def emit(
         producer=PRODUCER,
         payload=packed,
     )
-    return add_event(
-        session,
+    return event_row(
         topic=topic,
         key=tenant_id or "platform",
         event_type=payload.DESCRIPTOR.full_name,

@@ -149,6 +149,9 @@ class _Tenant:
     base: TenantBase | None = None
     refreshing: asyncio.Task[None] | None = None
     reloading: asyncio.Task[Route] | None = None
+    #: Bumped by every reload request; a reload pass that started before the latest
+    #: request may have read the old deployment, so another pass follows it.
+    reload_requests: int = 0
     known_versions: set[str] = field(default_factory=set)
 
 
@@ -299,16 +302,29 @@ class ServingState:
     async def reload(self, tenant_id: str, *, wait: bool = True) -> Route:
         """Re-read the active deployment, load its versions, then swap the route.
 
-        Concurrent calls for a tenant share one reload. ``wait=False`` starts it and
-        returns the current route at once (first request of a tenant).
+        Concurrent calls for a tenant share one reload task; a call made while a pass is
+        under way makes the task run one more pass, so the route it returns was read
+        after the call. ``wait=False`` starts it and returns the current route at once
+        (first request of a tenant).
         """
         state = self._tenant(tenant_id)
+        state.reload_requests += 1
         task = state.reloading
         if task is None or task.done():
-            task = state.reloading = asyncio.create_task(self._reload(tenant_id))
+            task = state.reloading = asyncio.create_task(self._reload_until_current(tenant_id))
         if not wait:
             return state.route
         return await asyncio.shield(task)
+
+    async def _reload_until_current(self, tenant_id: str) -> Route:
+        # A ModelDeployed that arrives while a pass is reading the deployment table must
+        # not be folded into that pass: it may have read the previous deployment.
+        state = self._tenant(tenant_id)
+        while True:
+            seen = state.reload_requests
+            route = await self._reload(tenant_id)
+            if state.reload_requests == seen:
+                return route
 
     async def _reload(self, tenant_id: str) -> Route:
         state = self._tenant(tenant_id)

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from embrec.events.v1 import events_pb2
-from services.event_messages import emit
+from services.event_messages import envelope_row
 from services.events.bus import Backoff, wait_or_stop
+from services.events.outbox import insert_events
 from services.retrieval.metrics import RetrievalMetrics
 
 __all__ = ["ImpressionBuffer"]
@@ -67,9 +68,12 @@ class ImpressionBuffer:
         written = 0
         while self._pending:
             chunk = [self._pending[i] for i in range(min(self._batch, len(self._pending)))]
+            rows = [
+                envelope_row(event, tenant_id=tenant_id, occurred=when)
+                for tenant_id, event, when in chunk
+            ]
             async with self._sessions() as session, session.begin():
-                for tenant_id, event, when in chunk:
-                    emit(session, event, tenant_id=tenant_id, occurred=when)
+                await insert_events(session, rows)
             for _ in chunk:
                 self._pending.popleft()
             written += len(chunk)

@@ -10,7 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from services.events.outbox import OutboxRelay, add_event, purge_published
+from services.events.outbox import (
+    OutboxRelay,
+    add_event,
+    event_row,
+    insert_events,
+    purge_published,
+)
 from services.storage.db import create_engine, session_factory
 from services.storage.migrate import upgrade
 from services.storage.models import OutboxEvent, Tenant
@@ -68,6 +74,20 @@ async def test_relay_publishes_in_order_and_marks_published(database: Database) 
     async with database.sessions() as session:
         rows = (await session.scalars(select(OutboxEvent))).all()
         assert all(r.published_at is not None and r.attempts == 1 for r in rows)
+
+
+async def test_a_batch_written_in_one_statement_is_relayed_in_order(database: Database) -> None:
+    rows = [
+        event_row(topic="recommendations", key="t", event_type="Served", payload=bytes([n]))
+        for n in range(250)
+    ]
+    async with database.sessions() as session, session.begin():
+        await insert_events(session, rows)
+        await insert_events(session, [])
+    publisher = FakePublisher()
+    relay = OutboxRelay(database.sessions, publisher, batch_size=100)
+    assert [await relay.relay_once() for _ in range(4)] == [100, 100, 50, 0]
+    assert publisher.ids == [row["id"] for row in rows]
 
 
 async def test_relay_keeps_unconfirmed_records_on_outage(database: Database) -> None:
