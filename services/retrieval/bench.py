@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -159,12 +160,43 @@ async def _populate(url: str, artifact_dir: Path, n_items: int, n_users: int) ->
     return tenant_id
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc); 0 if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # Fields after "(comm)": state is [0], utime [11], stime [12], in clock ticks.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    snapshot = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    snapshot["load generator"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + (
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+    )
+    return snapshot
+
+
+def _cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> str:
+    """Where the CPU went: milliseconds of CPU per request, per process."""
+    if not requests:
+        return ""
+    parts = [
+        f"{name} {(after[name] - before.get(name, 0.0)) * 1e3 / requests:.2f}" for name in after
+    ]
+    total = sum(after[n] - before.get(n, 0.0) for n in after) * 1e3 / requests
+    return f"CPU ms per request: {', '.join(parts)} (total {total:.2f})"
+
+
 class _Children:
     """Processes this bench started; stopped (TERM, then KILL) by their own ids."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.pids: dict[str, int] = {}
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
@@ -173,6 +205,7 @@ class _Children:
         )
         log.close()
         self.processes.append(process)
+        self.pids[name] = process.pid
         return process
 
     def stop(self) -> None:
@@ -381,8 +414,11 @@ def bench_serve(
             # First pass: users seen for the first time (their history is read from
             # the database, nothing is cached). Then the same users again, warm.
             runs = [("grpc", "cold"), *((p, "warm") for p in protocols)]
+            envoy_pid = envoy.process.pid if envoy.process else 0
+            pids = {"envoy": envoy_pid, **children.pids}
             for protocol, phase in runs:
                 before = _scrape(metrics_ports)
+                cpu_before = _cpu_snapshot(pids)
                 result = run_load(
                     protocol,
                     "127.0.0.1",
@@ -394,10 +430,12 @@ def bench_serve(
                     processes=client_processes,
                 )
                 after = _scrape(metrics_ports)
+                cpu = _cpu_per_request(cpu_before, _cpu_snapshot(pids), result.requests)
                 hits = after.get("hit", 0) - before.get("hit", 0)
                 misses = after.get("miss", 0) - before.get("miss", 0)
                 rate = hits / (hits + misses) if hits + misses else 0.0
                 out(f"{phase:4s} {result.summary()}  cache hit rate {rate:.1%}")
+                out(f"      {cpu}")
                 if result.first_error:
                     out(f"      first error: {result.first_error}")
                 figures[f"{protocol}-{phase}"] = {
