@@ -17,6 +17,9 @@ Shape of the generated bootstrap::
       (services named *InternalService are not routed)
     clusters: one per domain (``embrec.<domain>.v1`` → ``<domain>``), HTTP/2, gRPC
               health-checked; retrieval by ring hash on x-tenant-id
+              with a fallback responder: retrieval = aggregate [retrieval-replicas
+              (ring hash, outlier detection), retrieval-fallback], and retries on the
+              retrieval routes
     admin:    its own loopback port
 
 Serialization: envoy-data-plane's messages are betterproto2 messages. ``Any.pack``
@@ -42,7 +45,13 @@ import betterproto2
 import yaml
 from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
-from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType, ClusterLbPolicy
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    Cluster,
+    ClusterCustomClusterType,
+    ClusterDiscoveryType,
+    ClusterLbPolicy,
+    OutlierDetection,
+)
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
     DataSource,
@@ -65,6 +74,8 @@ from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Liste
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
     HeaderMatcher,
+    RetryPolicy,
+    RetryPolicyRetryHostPredicate,
     Route,
     RouteAction,
     RouteActionHashPolicy,
@@ -75,6 +86,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     VirtualHost,
 )
 from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+from envoy_data_plane.envoy.extensions.clusters.aggregate.v3 import ClusterConfig
 from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
@@ -89,6 +101,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpFilter,
     LocalReplyConfig,
 )
+from envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3 import PreviousHostsPredicate
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions,
     HttpProtocolOptionsExplicitHttpConfig,
@@ -113,6 +126,9 @@ __all__ = [
 # part of our contracts) go to the platform domain's server.
 PLATFORM_CLUSTER = "platform"
 RETRIEVAL_CLUSTER = "retrieval"
+# With a fallback responder, ``retrieval`` is an aggregate of these two (tried in order).
+RETRIEVAL_REPLICAS_CLUSTER = "retrieval-replicas"
+RETRIEVAL_FALLBACK_CLUSTER = "retrieval-fallback"
 TENANT_HEADER = "x-tenant-id"
 
 # Standard gRPC services every embrec server also registers, routed so grpcurl, ghz and
@@ -169,6 +185,13 @@ class GatewaySettings:
     cors_allowed_origins: tuple[str, ...] = ("http://localhost:8090", "http://127.0.0.1:8090")
     retrieval_ring_hash: bool = True
     """Route retrieval by a ring hash on x-tenant-id, so a tenant's index stays warm."""
+    retrieval_fallback_upstream: tuple[str, int] | None = None
+    """Where a popular-only retrieval responder listens (a retrieval server with
+    ``EMBREC_RETRIEVAL_POPULAR_ONLY=true``). When set, a caller whose retrievers are all
+    down gets popular items flagged ``fallback=true`` instead of 503 / UNAVAILABLE:
+    ``retrieval`` becomes an aggregate cluster [replicas, fallback], the replicas get
+    outlier detection and the retrieval routes retry. None: no fallback (embedded mode,
+    where the one process hosting retrieval also hosts everything else)."""
     access_log: bool = True
     health_check_interval: timedelta = timedelta(seconds=5)
     # Insertion points for the filters other work fills in, kept in chain order:
@@ -276,7 +299,7 @@ def build_bootstrap(settings: GatewaySettings) -> Bootstrap:
         admin=Admin(address=_socket(settings.admin_address, settings.admin_port)),
         static_resources=BootstrapStaticResources(
             listeners=[_listener(settings, services)],
-            clusters=[*(_cluster(settings, d) for d in domains), *settings.extra_clusters],
+            clusters=[*_clusters(settings, domains), *settings.extra_clusters],
         ),
     )
 
@@ -507,6 +530,9 @@ def _service_routes(
         hash_policy = [
             RouteActionHashPolicy(header=RouteActionHashPolicyHeader(header_name=TENANT_HEADER))
         ]
+    retry_policy = None
+    if settings.retrieval_fallback_upstream is not None and cluster == RETRIEVAL_CLUSTER:
+        retry_policy = _retrieval_retry_policy()
 
     def route(name: str, match: RouteMatch, timeout: timedelta) -> Route:
         return Route(
@@ -517,6 +543,7 @@ def _service_routes(
                 timeout=timeout,
                 max_stream_duration=RouteActionMaxStreamDuration(grpc_timeout_header_max=timeout),
                 hash_policy=hash_policy,
+                retry_policy=retry_policy,
             ),
             typed_per_filter_config=_no_body_buffer(settings),
         )
@@ -549,9 +576,111 @@ def _cors_policy(settings: GatewaySettings) -> CorsPolicy:
 # --- clusters ---------------------------------------------------------------------------
 
 
-def _cluster(settings: GatewaySettings, name: str) -> Cluster:
-    host, port = settings.upstream_for(name)
-    ring_hash = settings.retrieval_ring_hash and name == RETRIEVAL_CLUSTER
+def _clusters(settings: GatewaySettings, domains: Sequence[str]) -> list[Cluster]:
+    clusters: list[Cluster] = []
+    for domain in domains:
+        ring_hash = settings.retrieval_ring_hash and domain == RETRIEVAL_CLUSTER
+        address = settings.upstream_for(domain)
+        if domain != RETRIEVAL_CLUSTER or settings.retrieval_fallback_upstream is None:
+            clusters.append(_cluster(settings, domain, address, ring_hash=ring_hash))
+            continue
+        clusters += [
+            _cluster(
+                settings,
+                RETRIEVAL_REPLICAS_CLUSTER,
+                address,
+                ring_hash=ring_hash,
+                outlier_detection=_replica_outlier_detection(),
+            ),
+            # Stateless (no index loaded), so plain round robin over its replicas.
+            _cluster(
+                settings,
+                RETRIEVAL_FALLBACK_CLUSTER,
+                settings.retrieval_fallback_upstream,
+                ring_hash=False,
+            ),
+            _aggregate(RETRIEVAL_CLUSTER, [RETRIEVAL_REPLICAS_CLUSTER, RETRIEVAL_FALLBACK_CLUSTER]),
+        ]
+    return clusters
+
+
+def _aggregate(name: str, members: list[str]) -> Cluster:
+    """A cluster that sends each request to the first member with healthy hosts.
+
+    The aggregate passes the route's hash policy on to the member's load balancer, so
+    the replicas keep their ring hash on the tenant.
+    """
+    return Cluster(
+        name=name,
+        connect_timeout=timedelta(seconds=1),
+        lb_policy=ClusterLbPolicy.CLUSTER_PROVIDED,
+        cluster_type=ClusterCustomClusterType(
+            name="envoy.clusters.aggregate", typed_config=Any.pack(ClusterConfig(clusters=members))
+        ),
+    )
+
+
+def _replica_outlier_detection() -> OutlierDetection:
+    """Eject a replica after its second consecutive connect failure, reset or timeout.
+
+    Health checks alone leave a window of up to unhealthy_threshold × interval (10 s
+    here) in which a stopped replica still looks healthy and every request to it fails.
+    Traffic notices sooner: with the route's retries, the request that meets the dead
+    replica usually gets it ejected before its last attempt, which then goes to the
+    fallback (docs/retrieval-service.md has the measured transition).
+
+    Only locally originated failures count (split_external_local_origin_errors): a
+    replica that answers, even with an error status, is up, and statuses it returns on
+    purpose must not take it out. Envoy's own upstream timeouts do count: a replica
+    that hangs twice in a row is as good as down for its callers.
+    """
+    return OutlierDetection(
+        split_external_local_origin_errors=True,
+        consecutive_local_origin_failure=2,
+        enforcing_consecutive_local_origin_failure=100,
+        # Short: a replica ejected by a blip is back soon, and a successful health check
+        # un-ejects it at once (successful_active_health_check_uneject_host's default).
+        base_ejection_time=timedelta(seconds=5),
+        interval=timedelta(seconds=1),
+        # Envoy's default 10 % would never eject the last replicas, and "all replicas
+        # gone" is exactly the case the fallback is for.
+        max_ejection_percent=100,
+    )
+
+
+def _retrieval_retry_policy() -> RetryPolicy:
+    """Retry what never reached a replica's handler (or died with it) on another host.
+
+    With every replica ejected or unhealthy, the aggregate cluster picks the fallback on
+    the retry. ``unavailable`` is gRPC's status for a replica shutting down. Recommend
+    and the other retrieval methods are reads, so a retry cannot do a thing twice.
+    The per-try timeout bounds a replica that hangs instead of closing its connection
+    (seen once in testing: a stopped replica's HTTP/2 connection stayed open and the
+    request waited for the whole route timeout); retrieval answers in milliseconds and
+    never waits for an index load, so 2 s only cuts off a replica that is stuck.
+    """
+    return RetryPolicy(
+        retry_on="connect-failure,refused-stream,reset,unavailable,gateway-error",
+        num_retries=2,
+        per_try_timeout=timedelta(seconds=2),
+        retry_host_predicate=[
+            RetryPolicyRetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=Any.pack(PreviousHostsPredicate()),
+            )
+        ],
+    )
+
+
+def _cluster(
+    settings: GatewaySettings,
+    name: str,
+    address: tuple[str, int],
+    *,
+    ring_hash: bool,
+    outlier_detection: OutlierDetection | None = None,
+) -> Cluster:
+    host, port = address
     interval = settings.health_check_interval
     return Cluster(
         name=name,
@@ -593,6 +722,7 @@ def _cluster(settings: GatewaySettings, name: str) -> Cluster:
                 grpc_health_check=HealthCheckGrpcHealthCheck(),
             )
         ],
+        outlier_detection=outlier_detection,
     )
 
 

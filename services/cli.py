@@ -178,6 +178,8 @@ def _generate_into(root: Path) -> None:
         descriptor_source=root / "envoy" / "embrec.pb",
         upstreams={name: (name, 50051) for name in SERVICE_NAMES} | {"platform": ("tenant", 50051)},
         default_upstream=None,
+        # Popular items instead of 503 when every retrieval replica is down.
+        retrieval_fallback_upstream=("retrieval-fallback", 50051),
     )
     write(compose, root / "compose" / "envoy.compose.yaml")
 
@@ -320,6 +322,13 @@ def bench_serve(
         bool,
         typer.Option(help="Ring hash on the tenant (production); off = round robin over replicas."),
     ] = True,
+    authz: Annotated[
+        bool,
+        typer.Option(
+            help="Envoy's ext_authz and rate limits (production); off = the service checks "
+            "the JWT itself, to measure what the authz hop costs."
+        ),
+    ] = True,
 ) -> None:
     """Recommend through Envoy (gRPC and REST): req/s, p50/p95/p99, errors, cache hits."""
     from services.retrieval.bench import bench_serve as run_bench
@@ -338,6 +347,7 @@ def bench_serve(
         database_url=database_url,
         redis_url=redis_url,
         ring_hash=ring_hash,
+        authz=authz,
     )
 
 

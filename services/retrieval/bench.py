@@ -246,20 +246,21 @@ def _envoy_config(
     replicas: list[int],
     *,
     ring_hash: bool = True,
+    authz: bool = True,
 ) -> None:
     from gateway.envoy_config import GatewaySettings, build_config, secured
 
-    settings = secured(
-        GatewaySettings(
-            descriptor_path=(repo_root / "envoy" / "embrec.pb").resolve(),
-            listen_port=listen,
-            admin_port=admin,
-            default_upstream=("127.0.0.1", gateway_port),
-            upstreams={"retrieval": ("127.0.0.1", replicas[0])},
-            access_log=False,  # a log line per request would be measured too
-            retrieval_ring_hash=ring_hash,
-        )
+    settings = GatewaySettings(
+        descriptor_path=(repo_root / "envoy" / "embrec.pb").resolve(),
+        listen_port=listen,
+        admin_port=admin,
+        default_upstream=("127.0.0.1", gateway_port),
+        upstreams={"retrieval": ("127.0.0.1", replicas[0])},
+        access_log=False,  # a log line per request would be measured too
+        retrieval_ring_hash=ring_hash,
     )
+    if authz:
+        settings = secured(settings)
     config: dict[str, Any] = build_config(settings)
     # GatewaySettings holds one address per cluster; list every replica here.
     for cluster in config["static_resources"]["clusters"]:
@@ -325,6 +326,7 @@ def bench_serve(
     database_url: str = "",
     redis_url: str = "",
     ring_hash: bool = True,
+    authz: bool = True,
     out: Any = print,
 ) -> dict[str, Any]:
     """Run the benchmark; prints one summary line per protocol and returns the figures."""
@@ -374,7 +376,14 @@ def bench_serve(
             listen, admin = _free_port(), _free_port()
             config = work / "envoy.yaml"
             _envoy_config(
-                repo_root, config, listen, admin, gateway_port, replica_ports, ring_hash=ring_hash
+                repo_root,
+                config,
+                listen,
+                admin,
+                gateway_port,
+                replica_ports,
+                ring_hash=ring_hash,
+                authz=authz,
             )
             envoy = EnvoyChild(config, admin, work / "envoy.log")
             asyncio.run(envoy.start())
@@ -409,7 +418,8 @@ def bench_serve(
                 f"{replicas} retrieval replica(s), Envoy {balancing}, "
                 f"{concurrency} clients in "
                 f"{client_processes} process(es), {duration:.0f} s per protocol, "
-                f"users templated over {user_pool}, cache {'on' if redis else 'off'}"
+                f"users templated over {user_pool}, cache {'on' if redis else 'off'}, "
+                f"{'ext_authz and rate limits' if authz else 'NO ext_authz/rate limits'}"
             )
             # First pass: users seen for the first time (their history is read from
             # the database, nothing is cached). Then the same users again, warm.

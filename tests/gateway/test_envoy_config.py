@@ -202,6 +202,71 @@ def test_retrieval_uses_ring_hash_on_the_tenant(settings: GatewaySettings) -> No
     assert lb["retrieval"] == ClusterLbPolicy.ROUND_ROBIN
 
 
+def test_retrieval_fallback_only_when_configured(settings: GatewaySettings) -> None:
+    def retrieval_parts(config: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+        retrieval_routes = [
+            r["route"]
+            for r in _routes(config).values()
+            if r.get("route", {}).get("cluster") == "retrieval"
+        ]
+        return clusters, retrieval_routes
+
+    clusters, routes = retrieval_parts(build_config(settings))
+    assert {"retrieval-replicas", "retrieval-fallback"}.isdisjoint(clusters)
+    assert "cluster_type" not in clusters["retrieval"]
+    assert "outlier_detection" not in clusters["retrieval"]
+    assert routes and all("retry_policy" not in r for r in routes)
+
+    with_fallback = replace(settings, retrieval_fallback_upstream=("popular", 50060))
+    clusters, routes = retrieval_parts(build_config(with_fallback))
+    aggregate = clusters["retrieval"]
+    assert aggregate["lb_policy"] == "CLUSTER_PROVIDED"
+    assert aggregate["cluster_type"]["name"] == "envoy.clusters.aggregate"
+    assert aggregate["cluster_type"]["typed_config"] == {
+        "@type": "type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig",
+        "clusters": ["retrieval-replicas", "retrieval-fallback"],  # tried in this order
+    }
+    replicas, responder = clusters["retrieval-replicas"], clusters["retrieval-fallback"]
+    assert replicas["lb_policy"] == "RING_HASH"
+    assert replicas["outlier_detection"]["consecutive_local_origin_failure"] == 2
+    assert replicas["outlier_detection"]["max_ejection_percent"] == 100
+    assert "outlier_detection" not in responder
+    for member in (replicas, responder):
+        assert member["health_checks"][0]["grpc_health_check"] == {}
+        assert member["load_assignment"]["cluster_name"] == member["name"]
+    endpoint = responder["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {"address": "popular", "port_value": 50060}
+    # The ring hash on the tenant still applies: the aggregate hands it to the replicas.
+    assert routes and all(
+        r["hash_policy"] == [{"header": {"header_name": "x-tenant-id"}}] for r in routes
+    )
+    for route in routes:
+        retry = route["retry_policy"]
+        assert retry["retry_on"] == (
+            "connect-failure,refused-stream,reset,unavailable,gateway-error"
+        )
+        assert retry["num_retries"] == 2 and retry["per_try_timeout"] == "2s"
+        assert [p["name"] for p in retry["retry_host_predicate"]] == [
+            "envoy.retry_host_predicates.previous_hosts"
+        ]
+    # Other domains are untouched.
+    others = [
+        r["route"]
+        for r in _routes(build_config(with_fallback)).values()
+        if "route" in r and r["route"]["cluster"] != "retrieval"
+    ]
+    assert others and all("retry_policy" not in r for r in others)
+
+
+def test_fallback_config_passes_envoy_validation(settings: GatewaySettings, tmp_path: Path) -> None:
+    config_file = tmp_path / "envoy.yaml"
+    with_fallback = replace(settings, retrieval_fallback_upstream=("127.0.0.1", 50060))
+    config_file.write_text(render_yaml(with_fallback))
+    result = _validate(config_file, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_clusters_speak_http2_and_are_health_checked(config: dict[str, Any]) -> None:
     for cluster in config["static_resources"]["clusters"]:
         options = cluster["typed_extension_protocol_options"]
