@@ -57,6 +57,7 @@ from services.ingestion.parsing import (
     RowError,
     RowReader,
 )
+from services.ingestion.rollups import record_interactions
 from services.storage.db import dialect_insert, is_postgresql
 from services.storage.models import Item, Tenant, Upload, new_id, utcnow
 
@@ -594,6 +595,9 @@ class ImportRun:
         SQLite text format, skipping the ORM's per-row parameter processing.
         """
         tenant_id, upload_id = self.tenant.id, self.upload.id
+        # The analytics rollups commit or roll back with the rows (a rolled-back or
+        # deduplicated retry of an upload adds nothing).
+        await record_interactions(self._db, tenant_id, interactions)
         connection = await self._db.connection()
         if is_postgresql(self._db):
             raw = await connection.get_raw_connection()

@@ -1,12 +1,11 @@
 """Read side of ingestion: uploads and their reports, the catalog, data stats, analytics.
 
-Analytics is plain SQL over indexed tables rather than pre-aggregated counters: every
-query is bounded by ``(tenant_id, ts)`` (interactions) or ``(tenant_id, served_at)``
-(served recommendations), so its cost follows the range asked for, and the numbers are
-always consistent with the data (no second copy to drift). ``embrec bench ingest``
-measures it on millions of rows. Daily buckets are computed in Python from per-hour
-SQL groups, which keeps the SQL portable (PostgreSQL and SQLite) and lets any whole-
-hour time zone shift the buckets correctly.
+Analytics reads the rollup tables (``services/ingestion/rollups.py`` keeps them in
+step with the raw rows) for the whole UTC days of the range, and the raw rows only for
+the partial days at its ends, so a request costs about the same for a year as for a
+month and every range is exact. Hour buckets let any whole-hour time zone, daylight
+saving included, group by local day exactly. ``embrec bench ingest --analytics-rows``
+measures it.
 """
 
 from __future__ import annotations
@@ -14,19 +13,28 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections import Counter, defaultdict
+import math
+from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Integer, and_, case, cast, distinct, func, or_, select
+from sqlalchemy import and_, distinct, false, func, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
 from services.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.pagination import next_token, parse_page
-from services.storage.models import Interaction, Item, ServedRecommendation, Upload
+from services.storage.models import (
+    AnalyticsHour,
+    AnalyticsItemDay,
+    AnalyticsUserDay,
+    Interaction,
+    Item,
+    ServedRecommendation,
+    Upload,
+)
 
 __all__ = ["AnalyticsResult", "DataStatsResult", "Queries"]
 
@@ -319,107 +327,50 @@ class Queries:
                 violations=[FieldViolation("popular_items_limit", "must be >= 0")],
             )
         limit = min(popular_limit or 10, 100)
-        in_range = and_(
-            Interaction.tenant_id == tenant_id, Interaction.ts >= start, Interaction.ts < end
-        )
-        served_in_range = and_(
-            ServedRecommendation.tenant_id == tenant_id,
-            ServedRecommendation.served_at >= start,
-            ServedRecommendation.served_at < end,
-        )
-        attributed = Interaction.recommendation_id.is_not(None)
-        is_click = and_(attributed, Interaction.type == "click")
-        is_purchase = and_(attributed, Interaction.type == "purchase")
-        hour = _hour_bucket(Interaction.ts)
+        # Whole UTC days inside the range come from the rollups; the partial days at
+        # either end (at most two days of rows) from the raw rows, so any range is exact.
+        first_day = math.ceil(start.timestamp() / DAY_SECONDS)
+        last_day = math.floor(end.timestamp() / DAY_SECONDS)
+        if first_day >= last_day:
+            first_day = last_day = 0
+            edges = [(start, end)]
+        else:
+            edges = [
+                (a, b) for a, b in ((start, _at_day(first_day)), (_at_day(last_day), end)) if a < b
+            ]
         days: dict[str, DayMetrics] = defaultdict(DayMetrics)
+        totals = DayMetrics()
+        items: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         async with self._sessions() as session:
-            dialect = session.get_bind().dialect.name
-            hour = _hour_bucket(Interaction.ts, dialect)
-            revenue_value = func.coalesce(Interaction.value, Item.price, 0.0)
-            hourly = await session.execute(
-                select(
-                    hour,
-                    func.count(),
-                    func.sum(cast(case((is_click, 1), else_=0), Integer)),
-                    func.sum(cast(case((is_purchase, 1), else_=0), Integer)),
-                    func.sum(case((is_purchase, revenue_value), else_=0.0)),
+            edge = await _edge_metrics(session, tenant_id, edges, zone, days, totals, items)
+            if first_day < last_day:
+                await _rollup_metrics(
+                    session, tenant_id, first_day, last_day, zone, days, totals, items
                 )
-                .select_from(Interaction)
-                .outerjoin(
-                    Item,
-                    and_(
-                        Item.tenant_id == Interaction.tenant_id, Item.item_id == Interaction.item_id
-                    ),
-                )
-                .where(in_range)
-                .group_by(hour)
-            )
-            totals = DayMetrics()
-            for bucket, count, clicks, purchases, revenue in hourly:
-                day = days[_day(bucket, zone)]
-                day.interactions += int(count)
-                day.clicks += int(clicks or 0)
-                day.conversions += int(purchases or 0)
-                day.revenue += float(revenue or 0.0)
-                totals.clicks += int(clicks or 0)
-                totals.conversions += int(purchases or 0)
-                totals.revenue += float(revenue or 0.0)
-            served_hour = _hour_bucket(ServedRecommendation.served_at, dialect)
-            for bucket, count, shown in await session.execute(
-                select(served_hour, func.count(), func.sum(ServedRecommendation.item_count))
-                .where(served_in_range)
-                .group_by(served_hour)
-            ):
-                day = days[_day(bucket, zone)]
-                day.served += int(count)
-                day.impressions += int(shown or 0)
-                totals.served += int(count)
-                totals.impressions += int(shown or 0)
-            active_users = int(
-                await session.scalar(
-                    select(func.count(distinct(Interaction.user_id))).where(in_range)
-                )
-                or 0
-            )
-            # Distinct users per local day: one pass over (day, user) pairs in the range.
-            local_day = _local_day(Interaction.ts, dialect, zone)
-            for day_key, users in await session.execute(
-                select(local_day, func.count(distinct(Interaction.user_id)))
-                .where(in_range)
-                .group_by(local_day)
-            ):
-                days[str(day_key)[:10]].active_users = int(users)
-            popular_rows = list(
-                await session.execute(
-                    select(
-                        Interaction.item_id,
-                        func.count().label("n"),
-                        func.sum(cast(case((is_click, 1), else_=0), Integer)),
-                    )
-                    .where(in_range)
-                    .group_by(Interaction.item_id)
-                    .order_by(func.count().desc(), Interaction.item_id)
-                    .limit(limit)
-                )
-            )
-            popular_ids = [str(r[0]) for r in popular_rows]
+            active_users = await _active_users(session, tenant_id, first_day, last_day, edges)
+            await _daily_active_users(session, tenant_id, first_day, last_day, zone, edge, days)
+            ranked = sorted(
+                ((item_id, c) for item_id, c in items.items() if c[0] > 0),
+                key=lambda pair: (-pair[1][0], pair[0]),
+            )[:limit]
             catalog = {
                 item.item_id: item
                 for item in await session.scalars(
-                    select(Item).where(Item.tenant_id == tenant_id, Item.item_id.in_(popular_ids))
+                    select(Item).where(
+                        Item.tenant_id == tenant_id, Item.item_id.in_([i for i, _ in ranked])
+                    )
                 )
             }
-            impressions = await _item_impressions(session, served_in_range, set(popular_ids))
         popular = [
             PopularItem(
                 item_id=item_id,
                 title=(catalog[item_id].title or "") if item_id in catalog else "",
                 category=(catalog[item_id].category or "") if item_id in catalog else "",
-                interactions=int(count),
-                impressions=impressions.get(item_id, 0),
-                clicks=int(clicks or 0),
+                interactions=counts[0],
+                impressions=counts[2],
+                clicks=counts[1],
             )
-            for item_id, count, clicks in popular_rows
+            for item_id, counts in ranked
         ]
         daily = []
         cursor = start.astimezone(zone).date()
@@ -443,40 +394,276 @@ class Queries:
         )
 
 
-def _hour_bucket(column: Any, dialect: str = "postgresql") -> Any:
-    if dialect == "sqlite":
-        return func.strftime("%Y-%m-%dT%H:00:00", column)
-    return func.date_trunc("hour", column)
+DAY_SECONDS = 86400
+_ALL_HOURS = (1 << 24) - 1
 
 
-def _local_day(column: Any, dialect: str, zone: ZoneInfo) -> Any:
-    if dialect == "sqlite":
-        # SQLite has no time zones: shift by the zone's current offset (exact for UTC and
-        # for ranges that do not cross a daylight-saving change).
-        offset = datetime.now(zone).utcoffset() or timedelta()
-        return func.strftime("%Y-%m-%d", column, f"{int(offset.total_seconds())} seconds")
-    return func.to_char(func.timezone(zone.key, column), "YYYY-MM-DD")
+def _at_day(day: int) -> datetime:
+    return datetime.fromtimestamp(day * DAY_SECONDS, UTC)
 
 
-def _day(bucket: Any, zone: ZoneInfo) -> str:
-    if isinstance(bucket, str):
-        bucket = datetime.fromisoformat(bucket).replace(tzinfo=UTC)
-    if bucket.tzinfo is None:
-        bucket = bucket.replace(tzinfo=UTC)
-    return str(bucket.astimezone(zone).date().isoformat())
+def _local_key(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
-async def _item_impressions(
-    session: AsyncSession, served_in_range: Any, item_ids: set[str]
-) -> dict[str, int]:
-    """Impressions of the given items, counted from the served lists in the range."""
-    if not item_ids:
-        return {}
-    counts: Counter[str] = Counter()
-    result = await session.stream(select(ServedRecommendation.item_ids).where(served_in_range))
-    async for (shown,) in result:
-        counts.update(i for i in shown if i in item_ids)
-    return dict(counts)
+def _in_edges(column: Any, edges: list[tuple[datetime, datetime]]) -> Any:
+    return or_(*(and_(column >= a, column < b) for a, b in edges)) if edges else false()
+
+
+@dataclass
+class _EdgeUsers:
+    """Users of the raw (partial-day) part of the range, per local day."""
+
+    by_day: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+async def _edge_metrics(
+    session: AsyncSession,
+    tenant_id: str,
+    edges: list[tuple[datetime, datetime]],
+    zone: ZoneInfo,
+    days: dict[str, DayMetrics],
+    totals: DayMetrics,
+    items: dict[str, list[int]],
+) -> _EdgeUsers:
+    """Every metric of the partial days, from the raw rows (bounded by ``(tenant, ts)``)."""
+    users = _EdgeUsers()
+    if not edges:
+        return users
+    rows = await session.execute(
+        select(
+            Interaction.ts,
+            Interaction.user_id,
+            Interaction.item_id,
+            Interaction.type,
+            Interaction.recommendation_id,
+            func.coalesce(Interaction.value, Item.price, 0.0),
+        )
+        .select_from(Interaction)
+        .outerjoin(
+            Item,
+            and_(Item.tenant_id == Interaction.tenant_id, Item.item_id == Interaction.item_id),
+        )
+        .where(Interaction.tenant_id == tenant_id, _in_edges(Interaction.ts, edges))
+    )
+    for ts, user_id, item_id, kind, recommendation_id, worth in rows:
+        key = ts.astimezone(zone).date().isoformat()
+        day = days[key]
+        day.interactions += 1
+        users.by_day[key].add(user_id)
+        counts = items[item_id]
+        counts[0] += 1
+        if recommendation_id is not None and kind == "click":
+            day.clicks += 1
+            totals.clicks += 1
+            counts[1] += 1
+        elif recommendation_id is not None and kind == "purchase":
+            day.conversions += 1
+            day.revenue += float(worth)
+            totals.conversions += 1
+            totals.revenue += float(worth)
+    served = await session.stream(
+        select(ServedRecommendation.served_at, ServedRecommendation.item_ids).where(
+            ServedRecommendation.tenant_id == tenant_id,
+            _in_edges(ServedRecommendation.served_at, edges),
+        )
+    )
+    async for served_at, shown in served:
+        day = days[served_at.astimezone(zone).date().isoformat()]
+        day.served += 1
+        day.impressions += len(shown)
+        totals.served += 1
+        totals.impressions += len(shown)
+        for item_id in shown:
+            items[item_id][2] += 1
+    return users
+
+
+async def _rollup_metrics(
+    session: AsyncSession,
+    tenant_id: str,
+    first_day: int,
+    last_day: int,
+    zone: ZoneInfo,
+    days: dict[str, DayMetrics],
+    totals: DayMetrics,
+    items: dict[str, list[int]],
+) -> None:
+    """Counters and item counts of the whole UTC days ``[first_day, last_day)``."""
+    hourly = AnalyticsHour
+    for hour, count, clicks, purchases, revenue, served, shown in await session.execute(
+        select(
+            hourly.hour,
+            hourly.interactions,
+            hourly.clicks,
+            hourly.conversions,
+            hourly.revenue,
+            hourly.served,
+            hourly.impressions,
+        ).where(
+            hourly.tenant_id == tenant_id,
+            hourly.hour >= first_day * 24,
+            hourly.hour < last_day * 24,
+        )
+    ):
+        # Hour buckets map to local days exactly for whole-hour zones, DST included.
+        day = days[datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).date().isoformat()]
+        day.interactions += count
+        day.clicks += clicks
+        day.conversions += purchases
+        day.revenue += revenue
+        day.served += served
+        day.impressions += shown
+        totals.clicks += clicks
+        totals.conversions += purchases
+        totals.revenue += revenue
+        totals.served += served
+        totals.impressions += shown
+    per_item = AnalyticsItemDay
+    for item_id, count, clicks, shown in await session.execute(
+        select(
+            per_item.item_id,
+            func.sum(per_item.interactions),
+            func.sum(per_item.clicks),
+            func.sum(per_item.impressions),
+        )
+        .where(
+            per_item.tenant_id == tenant_id,
+            per_item.day >= first_day,
+            per_item.day < last_day,
+        )
+        .group_by(per_item.item_id)
+    ):
+        counts = items[item_id]
+        counts[0] += int(count)
+        counts[1] += int(clicks)
+        counts[2] += int(shown)
+
+
+async def _active_users(
+    session: AsyncSession,
+    tenant_id: str,
+    first_day: int,
+    last_day: int,
+    edges: list[tuple[datetime, datetime]],
+) -> int:
+    """Distinct users over the range: per-day user rows UNION the edges' raw users."""
+    parts: list[Any] = []
+    if first_day < last_day:
+        parts.append(
+            select(AnalyticsUserDay.user_id).where(
+                AnalyticsUserDay.tenant_id == tenant_id,
+                AnalyticsUserDay.day >= first_day,
+                AnalyticsUserDay.day < last_day,
+            )
+        )
+    if edges:
+        parts.append(
+            select(Interaction.user_id).where(
+                Interaction.tenant_id == tenant_id, _in_edges(Interaction.ts, edges)
+            )
+        )
+    users = union(*parts).subquery() if len(parts) > 1 else parts[0].distinct().subquery()
+    return int(await session.scalar(select(func.count()).select_from(users)) or 0)
+
+
+#: A run of UTC days [first, end) and its previous/same/next local-day hour masks.
+_Run = tuple[int, int, tuple[int, ...]]
+
+
+def _segments(first_day: int, last_day: int, zone: ZoneInfo) -> list[_Run]:
+    """UTC days grouped into runs with the same hour-to-local-day mapping.
+
+    Each run carries three 24-bit masks: the UTC hours of its days that fall on the
+    previous, the same and the next local day. A zone without daylight saving gives one
+    run; a daylight-saving change gives the change day a run of its own, so the mapping
+    is exact per hour.
+    """
+    runs: list[_Run] = []
+    for day in range(first_day, last_day):
+        masks = [0, 0, 0]
+        for hour in range(24):
+            local = datetime.fromtimestamp(day * DAY_SECONDS + hour * 3600, UTC).astimezone(zone)
+            shift = (local.date() - date(1970, 1, 1)).days - day
+            masks[max(min(shift, 1), -1) + 1] |= 1 << hour
+        key = tuple(masks)
+        if runs and runs[-1][2] == key and runs[-1][1] == day:
+            runs[-1] = (runs[-1][0], day + 1, key)
+        else:
+            runs.append((day, day + 1, key))
+    return runs
+
+
+def _local_user_pairs(tenant_id: str, runs: list[_Run], lo: int, hi: int) -> Any:
+    """(local day, user) pairs from the per-day user rows of UTC days ``[lo, hi)``."""
+    users = AnalyticsUserDay
+    selects: list[Any] = []
+    for a, b, masks in runs:
+        a, b = max(a, lo), min(b, hi)
+        if a >= b:
+            continue
+        for shift, mask in zip((-1, 0, 1), masks, strict=True):
+            if not mask:
+                continue
+            condition = and_(users.tenant_id == tenant_id, users.day >= a, users.day < b)
+            if mask != _ALL_HOURS:
+                condition = and_(condition, users.hours.op("&")(mask) != 0)
+            selects.append(
+                select((users.day + shift).label("local"), users.user_id.label("user_id")).where(
+                    condition
+                )
+            )
+    if not selects:  # no UTC day of the runs in [lo, hi): an empty set of pairs
+        selects.append(
+            select((users.day).label("local"), users.user_id.label("user_id")).where(false())
+        )
+    return union_all(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
+
+
+async def _daily_active_users(
+    session: AsyncSession,
+    tenant_id: str,
+    first_day: int,
+    last_day: int,
+    zone: ZoneInfo,
+    edge: _EdgeUsers,
+    days: dict[str, DayMetrics],
+) -> None:
+    """Distinct users per local day, exact for whole-hour zones.
+
+    A local day that also has raw (edge) rows takes the union of both user sets in
+    Python: at most two such days per request, each one day of users.
+    """
+    for key, users in edge.by_day.items():
+        days[key].active_users = len(users)
+    if first_day >= last_day:
+        return
+    runs = _segments(first_day, last_day, zone)
+    if len(runs) == 1 and runs[0][2] == (0, _ALL_HOURS, 0):
+        # UTC days are local days: a user has one row per day, so count rows (an index
+        # scan, no distinct sort).
+        rows = AnalyticsUserDay
+        query: Any = (
+            select(rows.day, func.count())
+            .where(rows.tenant_id == tenant_id, rows.day >= first_day, rows.day < last_day)
+            .group_by(rows.day)
+        )
+    else:
+        pairs = _local_user_pairs(tenant_id, runs, first_day, last_day)
+        query = select(pairs.c.local, func.count(distinct(pairs.c.user_id))).group_by(pairs.c.local)
+    for local, count in await session.execute(query):
+        key = _local_key(int(local))
+        if key in edge.by_day:
+            # Only the UTC days next to this local day can contribute to it.
+            near = _local_user_pairs(tenant_id, runs, int(local) - 1, int(local) + 2)
+            inside = set(
+                await session.scalars(
+                    select(near.c.user_id).where(near.c.local == int(local)).distinct()
+                )
+            )
+            days[key].active_users = len(inside | edge.by_day[key])
+        else:
+            days[key].active_users = int(count)
 
 
 def _problems(stats: DataStatsResult) -> list[str]:

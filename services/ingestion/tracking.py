@@ -41,6 +41,7 @@ from services.ingestion.parsing import (
     MAX_ID_LENGTH,
     MAX_RECOMMENDATION_ID_LENGTH,
 )
+from services.ingestion.rollups import record_interactions, record_served
 from services.storage.db import dialect_insert
 from services.storage.models import Interaction, ServedRecommendation
 
@@ -175,20 +176,26 @@ async def store_tracked(session: AsyncSession, record: EventRecord) -> None:
         return
     if payload.source != events_pb2.INTERACTION_SOURCE_TRACK or not payload.interactions:
         return
-    await session.execute(
-        insert(Interaction),
+    rows = [
+        {
+            "tenant_id": envelope.tenant_id,
+            "user_id": i.user_id,
+            "item_id": i.item_id,
+            "type": _TYPE_NAMES.get(i.interaction_type, "view"),
+            "ts": i.timestamp.ToDatetime(tzinfo=UTC),
+            "value": i.value if i.HasField("value") else None,
+            "recommendation_id": i.recommendation_id or None,
+            "upload_id": None,
+        }
+        for i in payload.interactions
+    ]
+    await session.execute(insert(Interaction), rows)
+    await record_interactions(
+        session,
+        envelope.tenant_id,
         [
-            {
-                "tenant_id": envelope.tenant_id,
-                "user_id": i.user_id,
-                "item_id": i.item_id,
-                "type": _TYPE_NAMES.get(i.interaction_type, "view"),
-                "ts": i.timestamp.ToDatetime(tzinfo=UTC),
-                "value": i.value if i.HasField("value") else None,
-                "recommendation_id": i.recommendation_id or None,
-                "upload_id": None,
-            }
-            for i in payload.interactions
+            (r["user_id"], r["item_id"], r["type"], r["ts"], r["value"], r["recommendation_id"])
+            for r in rows
         ],
     )
 
@@ -201,19 +208,23 @@ async def store_served(session: AsyncSession, record: EventRecord) -> None:
     statement = dialect_insert(session, ServedRecommendation).on_conflict_do_nothing(
         index_elements=["tenant_id", "recommendation_id"]
     )
-    await session.execute(
+    served_at = envelope.occurred_time.ToDatetime(tzinfo=UTC)
+    item_ids = [item.item_id for item in payload.items]
+    inserted = await session.scalar(
         statement.values(
             tenant_id=envelope.tenant_id,
             recommendation_id=payload.recommendation_id[:64],
             user_id=payload.user_id or None,
-            served_at=envelope.occurred_time.ToDatetime(tzinfo=UTC),
-            item_ids=[item.item_id for item in payload.items],
+            served_at=served_at,
+            item_ids=item_ids,
             item_count=len(payload.items),
             surface=_SURFACES.get(payload.surface, "recommend"),
             model_version=payload.model_version or None,
             fallback=payload.fallback,
-        )
+        ).returning(ServedRecommendation.recommendation_id)
     )
+    if inserted is not None:  # a second event with the same recommendation id adds nothing
+        await record_served(session, envelope.tenant_id, served_at, item_ids)
 
 
 Background = Callable[[asyncio.Event], Coroutine[Any, Any, None]]

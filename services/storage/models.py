@@ -54,6 +54,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
+    "AnalyticsHour",
+    "AnalyticsItemDay",
+    "AnalyticsUserDay",
     "ApiKey",
     "AuditEvent",
     "Base",
@@ -355,6 +358,63 @@ class ServedRecommendation(Base):
     surface: Mapped[str] = mapped_column(String(32))
     model_version: Mapped[str | None] = mapped_column(String(64))
     fallback: Mapped[bool] = mapped_column(default=False)
+
+
+class AnalyticsHour(Base):
+    """Per tenant and UTC hour: the additive analytics counters (issue #4).
+
+    Maintained in the transaction that writes the raw rows (imports, the TrackEvents
+    and served-recommendation consumers), so GetAnalytics reads at most 24 rows per
+    day instead of scanning ``interactions``. ``hour`` is hours since the Unix epoch:
+    integer arithmetic is the same on PostgreSQL and SQLite, and any whole-hour time
+    zone maps hours to local days exactly. ``revenue`` uses the item's price when the
+    purchase was written (the raw-row query joined today's price).
+    """
+
+    __tablename__ = "analytics_hourly"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    interactions: Mapped[int] = mapped_column(default=0)
+    clicks: Mapped[int] = mapped_column(default=0)
+    conversions: Mapped[int] = mapped_column(default=0)
+    revenue: Mapped[float] = mapped_column(Float(precision=53), default=0.0)
+    served: Mapped[int] = mapped_column(default=0)
+    impressions: Mapped[int] = mapped_column(default=0)
+
+
+class AnalyticsItemDay(Base):
+    """Per tenant, UTC day (days since the epoch) and item: counts for popular items."""
+
+    __tablename__ = "analytics_item_daily"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    item_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    interactions: Mapped[int] = mapped_column(default=0)
+    clicks: Mapped[int] = mapped_column(default=0)
+    impressions: Mapped[int] = mapped_column(default=0)
+
+
+class AnalyticsUserDay(Base):
+    """One row per tenant, UTC day and active user: exact distinct active users.
+
+    ``hours`` is a 24-bit mask of the UTC hours the user was active in, so a local day
+    of a whole-hour time zone (which spans two UTC days) is counted exactly.
+    """
+
+    __tablename__ = "analytics_user_daily"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    hours: Mapped[int] = mapped_column(default=0)
 
 
 # --------------------------------------------------------------------------- training service

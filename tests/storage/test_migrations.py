@@ -33,6 +33,9 @@ EXPECTED_TABLES = {
     "event_log",
     "consumer_offsets",
     "served_recommendations",
+    "analytics_hourly",
+    "analytics_item_daily",
+    "analytics_user_daily",
 }
 
 

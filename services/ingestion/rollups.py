@@ -1,0 +1,268 @@
+"""Analytics rollups, maintained in the transaction that writes the raw rows.
+
+Every writer of ``interactions`` (the import, the TrackEvents consumer, the benchmark
+loader) and of ``served_recommendations`` (the RecommendationServed consumer) calls
+:func:`record_interactions` / :func:`record_served` with the rows it has just written.
+They aggregate the rows in memory and add them with one upsert per table
+(``ON CONFLICT DO UPDATE SET n = n + excluded.n``: one ``INSERT … SELECT FROM unnest``
+of column arrays on PostgreSQL, 500-row statements on SQLite; never one per row),
+so the counters commit or roll back with the rows they count: a rolled-back import or
+a redelivered event (the consumers are idempotent per event id) never counts twice.
+
+Buckets are integers since the Unix epoch (UTC): ``hour`` for the counters, ``day``
+for items and active users. See ``docs/ingestion.md`` for how GetAnalytics reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from services.storage.models import AnalyticsHour, AnalyticsItemDay, AnalyticsUserDay, Item
+
+__all__ = ["RawInteraction", "record_interactions", "record_served"]
+
+#: Rows start with user_id, item_id, type, ts (aware UTC), value, recommendation_id
+#: ('' or None: not attributed), as :class:`~services.ingestion.parsing.CleanInteraction`
+#: does; further fields are ignored.
+RawInteraction = tuple[Any, ...]
+
+_HOURLY = cast(Table, AnalyticsHour.__table__)
+_ITEMS = cast(Table, AnalyticsItemDay.__table__)
+_USERS = cast(Table, AnalyticsUserDay.__table__)
+_PRICE_LOOKUP = 1000
+_SQLITE_ROWS = 500
+#: PostgreSQL array type of each rollup column, for ``unnest``.
+_PG_ARRAY = {
+    "tenant_id": "TEXT[]",
+    "item_id": "TEXT[]",
+    "user_id": "TEXT[]",
+    "revenue": "FLOAT8[]",
+    **{
+        c: "INTEGER[]"
+        for c in (
+            "hour",
+            "day",
+            "interactions",
+            "clicks",
+            "conversions",
+            "served",
+            "impressions",
+            "hours",
+        )
+    },
+}
+
+
+def _dialect(db: AsyncSession | AsyncConnection) -> str:
+    if isinstance(db, AsyncSession):
+        return str(db.get_bind().dialect.name)
+    return str(db.dialect.name)
+
+
+async def _upsert(
+    db: AsyncSession | AsyncConnection,
+    table: Table,
+    keys: Sequence[str],
+    rows: list[dict[str, Any]],
+    merge: dict[str, str],
+) -> None:
+    """One upsert of the batch; ``merge`` maps a column to ``add`` or ``or``."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    updates = ", ".join(
+        f"{c} = {table.name}.{c} {'+' if how == 'add' else '|'} excluded.{c}"
+        for c, how in merge.items()
+    )
+    tail = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    if _dialect(db) == "sqlite":
+        await _sqlite_upsert(db, table, columns, rows, tail)
+        return
+    # PostgreSQL: the whole batch as one array per column, unnested server-side: one
+    # statement and one round trip (an executemany of 250,000 rows took 69 s of a 98 s
+    # benchmark load). Table and column names are constants of this module.
+    arrays = ", ".join(f"CAST(:c{n} AS {_PG_ARRAY[c]})" for n, c in enumerate(columns))
+    statement = text(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT * FROM unnest({arrays}){tail}"
+    )
+    await db.execute(statement, {f"c{n}": [row[c] for row in rows] for n, c in enumerate(columns)})
+
+
+async def _sqlite_upsert(
+    db: AsyncSession | AsyncConnection,
+    table: Table,
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    tail: str,
+) -> None:
+    """Multi-row ``INSERT … VALUES (…),(…) ON CONFLICT`` of _SQLITE_ROWS rows at a time.
+
+    As for the interactions themselves (``imports._insert_interactions``): one statement
+    step per 500 rows instead of one per row, measured 1.6x faster on SQLite.
+    """
+    # Table and column names are constants of this module; every value is a parameter.
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "  # noqa: S608
+    one = "(" + ", ".join(["?"] * len(columns)) + ")"
+    connection = await db.connection() if isinstance(db, AsyncSession) else db
+    for start in range(0, len(rows), _SQLITE_ROWS):
+        part = rows[start : start + _SQLITE_ROWS]
+        values = tuple(row[c] for row in part for c in columns)
+        await connection.exec_driver_sql(head + ", ".join([one] * len(part)) + tail, values)
+
+
+async def _prices(
+    db: AsyncSession | AsyncConnection, tenant_id: str, item_ids: set[str]
+) -> dict[str, float]:
+    ordered = sorted(item_ids)
+    prices: dict[str, float] = {}
+    for start in range(0, len(ordered), _PRICE_LOOKUP):
+        result = await db.execute(
+            select(Item.item_id, Item.price).where(
+                Item.tenant_id == tenant_id,
+                Item.item_id.in_(ordered[start : start + _PRICE_LOOKUP]),
+                Item.price.is_not(None),
+            )
+        )
+        prices.update((str(item), float(price or 0.0)) for item, price in result)
+    return prices
+
+
+async def record_interactions(
+    db: AsyncSession | AsyncConnection, tenant_id: str, rows: Iterable[RawInteraction]
+) -> None:
+    """Add interactions just written (in this transaction) to the rollups.
+
+    Attributed purchases without a value are worth the item's price now, as GetAnalytics
+    used to compute with a join at read time.
+    """
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
+        return
+    unpriced = {r[1] for r in rows if r[5] and r[4] is None and r[2] == "purchase"}
+    prices = await _prices(db, tenant_id, unpriced) if unpriced else {}
+    hours: dict[int, list[Any]] = {}
+    items: dict[tuple[int, str], list[int]] = {}
+    users: dict[tuple[int, str], int] = {}
+    for row in rows:
+        user_id, item_id, kind, ts, value, recommendation_id = row[:6]
+        hour = int(ts.timestamp() // 3600)
+        day = hour // 24
+        counters = hours.get(hour)
+        if counters is None:
+            counters = hours[hour] = [0, 0, 0, 0.0]
+        counters[0] += 1
+        click = 0
+        if recommendation_id:
+            if kind == "click":
+                click = 1
+                counters[1] += 1
+            elif kind == "purchase":
+                counters[2] += 1
+                counters[3] += value if value is not None else prices.get(item_id, 0.0)
+        item = items.get((day, item_id))
+        if item is None:
+            items[(day, item_id)] = [1, click]
+        else:
+            item[0] += 1
+            item[1] += click
+        users[(day, user_id)] = users.get((day, user_id), 0) | (1 << (hour % 24))
+    await _upsert(
+        db,
+        _HOURLY,
+        ("tenant_id", "hour"),
+        [
+            {
+                "tenant_id": tenant_id,
+                "hour": hour,
+                "interactions": c[0],
+                "clicks": c[1],
+                "conversions": c[2],
+                "revenue": float(c[3]),
+                "served": 0,
+                "impressions": 0,
+            }
+            for hour, c in hours.items()
+        ],
+        {"interactions": "add", "clicks": "add", "conversions": "add", "revenue": "add"},
+    )
+    await _upsert(
+        db,
+        _ITEMS,
+        ("tenant_id", "day", "item_id"),
+        [
+            {
+                "tenant_id": tenant_id,
+                "day": day,
+                "item_id": item_id,
+                "interactions": c[0],
+                "clicks": c[1],
+                "impressions": 0,
+            }
+            for (day, item_id), c in items.items()
+        ],
+        {"interactions": "add", "clicks": "add"},
+    )
+    await _upsert(
+        db,
+        _USERS,
+        ("tenant_id", "day", "user_id"),
+        [
+            {"tenant_id": tenant_id, "day": day, "user_id": user_id, "hours": mask}
+            for (day, user_id), mask in users.items()
+        ],
+        {"hours": "or"},
+    )
+
+
+async def record_served(
+    db: AsyncSession | AsyncConnection,
+    tenant_id: str,
+    served_at: datetime,
+    item_ids: Sequence[str],
+) -> None:
+    """Add one served recommendation (just inserted, not a duplicate) to the rollups."""
+    hour = int(served_at.timestamp() // 3600)
+    await _upsert(
+        db,
+        _HOURLY,
+        ("tenant_id", "hour"),
+        [
+            {
+                "tenant_id": tenant_id,
+                "hour": hour,
+                "interactions": 0,
+                "clicks": 0,
+                "conversions": 0,
+                "revenue": 0.0,
+                "served": 1,
+                "impressions": len(item_ids),
+            }
+        ],
+        {"served": "add", "impressions": "add"},
+    )
+    shown: dict[str, int] = {}
+    for item_id in item_ids:
+        shown[item_id] = shown.get(item_id, 0) + 1
+    await _upsert(
+        db,
+        _ITEMS,
+        ("tenant_id", "day", "item_id"),
+        [
+            {
+                "tenant_id": tenant_id,
+                "day": hour // 24,
+                "item_id": item_id,
+                "interactions": 0,
+                "clicks": 0,
+                "impressions": n,
+            }
+            for item_id, n in shown.items()
+        ],
+        {"impressions": "add"},
+    )

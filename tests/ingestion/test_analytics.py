@@ -1,0 +1,403 @@
+"""GetAnalytics (read from the rollups) against a brute-force count over the raw rows.
+
+Data arrives by every path that writes it: a CSV import (then retried, with and
+without its upload id), TrackEvents (retried with the same event ids) and
+RecommendationServed events through the outbox (one sent twice). The expected
+numbers are computed here in Python from the ``interactions`` and
+``served_recommendations`` rows, for several ranges and time zones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import and_, func, insert, select
+
+from embrec.events.v1 import events_pb2
+from embrec.ingestion.v1 import ingestion_service_pb2 as svc
+from embrec.ingestion.v1 import resources_pb2 as pb
+from services.event_messages import envelope_row
+from services.ingestion.queries import Queries
+from services.storage.db import create_engine, session_factory
+from services.storage.migrate import upgrade
+from services.storage.models import (
+    Interaction,
+    Item,
+    OutboxEvent,
+    ServedRecommendation,
+    Tenant,
+)
+from tests.ingestion.conftest import SECRET, Caller, caller_for, import_csv, make_tenant, sql
+from tests.services.conftest import RunningStack, StackFactory
+from tests.storage.fixtures import db_url, pg_scratch_url, sqlite_url
+
+__all__ = ["db_url", "pg_scratch_url", "sqlite_url"]  # fixtures: a database per test
+
+CATALOG = (
+    b"item_id,title,category,price\n"
+    b"sku-1,Phone X,smartphones,699\n"
+    b"sku-2,Laptop,laptops,1299.5\n"
+    b"sku-3,Case,accessories,19.99\n"
+    b"sku-4,Charger,accessories,25\n"
+    b"sku-5,Tablet,tablets,499\n"
+    b"sku-6,Watch,wearables,\n"
+)
+ITEMS = [f"sku-{n}" for n in range(1, 7)]
+TYPES = ["view", "view", "view", "click", "add_to_cart", "purchase"]
+
+
+def _interactions_csv(now: datetime, rows: int, seed: int) -> bytes:
+    """Rows over the last 40 days, hours near midnight included, some attributed."""
+    rng = random.Random(seed)
+    lines = ["user_id,item_id,interaction_type,timestamp,value,recommendation_id"]
+    for n in range(rows):
+        ts = now - timedelta(seconds=rng.randrange(60, 40 * 86400))
+        kind = rng.choice(TYPES)
+        value = f"{rng.choice([10, 49.5, 120])}" if kind == "purchase" and n % 3 == 0 else ""
+        rec = f"rec-{rng.randrange(30)}" if rng.random() < 0.4 else ""
+        lines.append(
+            f"u{rng.randrange(25)},{rng.choice(ITEMS)},{kind},"
+            f"{ts.isoformat().replace('+00:00', 'Z')},{value},{rec}"
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _tracked(now: datetime) -> list[pb.Interaction]:
+    events = []
+    for n in range(12):
+        stamp = Timestamp()
+        stamp.FromDatetime(now - timedelta(hours=7 * n + 1))
+        events.append(
+            pb.Interaction(
+                user_id=f"u{n % 4}",  # also importers: their day rows merge
+                item_id=ITEMS[n % 3],
+                interaction_type=[
+                    pb.INTERACTION_TYPE_CLICK,
+                    pb.INTERACTION_TYPE_PURCHASE,
+                    pb.INTERACTION_TYPE_VIEW,
+                ][n % 3],
+                recommendation_id=f"rec-{n}" if n % 2 == 0 else "",
+                event_id=f"track-{n}",
+                timestamp=stamp,
+            )
+        )
+    return events
+
+
+async def _serve(stack: RunningStack, tenant_id: str, now: datetime) -> int:
+    """RecommendationServed events through the outbox; the last one repeats an id."""
+    rows = []
+    for n in range(15):
+        served = events_pb2.RecommendationServed(
+            recommendation_id=f"rec-{n % 14}",
+            user_id=f"u{n}",
+            items=[events_pb2.ServedItem(item_id=ITEMS[(n + k) % 6]) for k in range(1 + n % 3)],
+        )
+        occurred = now - timedelta(hours=61 * n + 3)
+        rows.append(envelope_row(served, tenant_id=tenant_id, occurred=occurred))
+    engine = create_engine(stack.runtime.settings.effective_database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(OutboxEvent.__table__.insert(), rows)  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+    return 14
+
+
+async def _wait_for(stack: RunningStack, model: Any, tenant_id: str, expected: int) -> None:
+    for _ in range(200):
+        rows = await sql(
+            stack, select(func.count()).select_from(model).where(model.tenant_id == tenant_id)
+        )
+        if rows[0][0] == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{model.__tablename__}: {rows[0][0]} rows, expected {expected}")
+
+
+def _brute_force(
+    interactions: list[tuple[Any, ...]],
+    served: list[tuple[Any, ...]],
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    limit: int,
+) -> dict[str, Any]:
+    def day_of(ts: datetime) -> str:
+        return ts.astimezone(zone).date().isoformat()
+
+    daily: dict[str, Counter[str]] = defaultdict(Counter)
+    day_users: dict[str, set[str]] = defaultdict(set)
+    users: set[str] = set()
+    items: Counter[str] = Counter()
+    item_clicks: Counter[str] = Counter()
+    revenue: dict[str, float] = defaultdict(float)
+    for ts, user, item, kind, rec, worth in interactions:
+        if not start <= ts < end:
+            continue
+        day = day_of(ts)
+        daily[day]["interactions"] += 1
+        users.add(user)
+        day_users[day].add(user)
+        items[item] += 1
+        if rec is not None and kind == "click":
+            daily[day]["clicks"] += 1
+            item_clicks[item] += 1
+        if rec is not None and kind == "purchase":
+            daily[day]["conversions"] += 1
+            revenue[day] += worth
+    impressions: Counter[str] = Counter()
+    for served_at, shown in served:
+        if start <= served_at < end:
+            daily[day_of(served_at)]["served"] += 1
+            daily[day_of(served_at)]["impressions"] += len(shown)
+            impressions.update(shown)
+    popular = sorted(items.items(), key=lambda p: (-p[1], p[0]))[:limit]
+    return {
+        "served": sum(d["served"] for d in daily.values()),
+        "impressions": sum(d["impressions"] for d in daily.values()),
+        "clicks": sum(d["clicks"] for d in daily.values()),
+        "conversions": sum(d["conversions"] for d in daily.values()),
+        "revenue": sum(revenue.values()),
+        "active_users": len(users),
+        "popular": [(i, n, impressions[i], item_clicks[i]) for i, n in popular],
+        "daily": {
+            day: (
+                c["interactions"],
+                c["clicks"],
+                c["conversions"],
+                len(day_users[day]),
+                c["served"],
+                c["impressions"],
+                round(revenue[day], 6),
+            )
+            for day, c in daily.items()
+        },
+    }
+
+
+def _raw(tenant_id: str) -> Any:
+    """The raw interactions with what an attributed purchase is worth (value, else price)."""
+    return (
+        select(
+            Interaction.ts,
+            Interaction.user_id,
+            Interaction.item_id,
+            Interaction.type,
+            Interaction.recommendation_id,
+            func.coalesce(Interaction.value, Item.price, 0.0),
+        )
+        .select_from(Interaction)
+        .outerjoin(
+            Item,
+            and_(Item.tenant_id == Interaction.tenant_id, Item.item_id == Interaction.item_id),
+        )
+        .where(Interaction.tenant_id == tenant_id)
+    )
+
+
+async def _check(stack: RunningStack, c: Caller, start: datetime, end: datetime, zone: str) -> None:
+    interactions = await sql(stack, _raw(c.tenant_id))
+    served = await sql(
+        stack,
+        select(ServedRecommendation.served_at, ServedRecommendation.item_ids).where(
+            ServedRecommendation.tenant_id == c.tenant_id
+        ),
+    )
+    expected = _brute_force(interactions, served, start, end, ZoneInfo(zone), 4)
+    request = svc.GetAnalyticsRequest(time_zone=zone, popular_items_limit=4)
+    request.time_range.start_time.FromDatetime(start)
+    request.time_range.end_time.FromDatetime(end)
+    got = await c.stub.GetAnalytics(request, metadata=c.metadata)
+    where = f"{zone} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
+    assert (
+        got.recommendations_served,
+        got.impressions,
+        got.clicks,
+        got.conversions,
+        got.active_users,
+    ) == (
+        expected["served"],
+        expected["impressions"],
+        expected["clicks"],
+        expected["conversions"],
+        expected["active_users"],
+    ), where
+    assert got.attributed_revenue == pytest.approx(expected["revenue"]), where
+    if expected["impressions"]:
+        assert got.click_through_rate == pytest.approx(expected["clicks"] / expected["impressions"])
+    assert [
+        (p.item_id, p.interaction_count, p.impressions, p.clicks) for p in got.popular_items
+    ] == expected["popular"], where
+    daily = {
+        d.date: (
+            d.interactions,
+            d.clicks,
+            d.conversions,
+            d.active_users,
+            d.recommendations_served,
+            d.impressions,
+            round(d.attributed_revenue, 6),
+        )
+        for d in got.daily
+        if d.interactions or d.recommendations_served
+    }
+    assert daily == expected["daily"], where
+
+
+async def _scenario(stack: RunningStack) -> None:
+    c = caller_for(stack, await make_tenant(stack))
+    now = datetime.now(UTC).replace(microsecond=0)
+    await import_csv(c, CATALOG)
+    body = _interactions_csv(now, 600, seed=4)
+    first = await import_csv(c, body, kind="interactions", upload_id="bulk-1")
+    assert first.state == pb.UPLOAD_STATE_SUCCEEDED and first.rows_accepted == 600
+    # Retries: the same upload id, then the same bytes without an id; neither imports.
+    again = await import_csv(c, body, kind="interactions", upload_id="bulk-1")
+    assert again.id == first.id
+    await import_csv(c, body, kind="interactions")
+    events = _tracked(now)
+    for _ in range(2):  # the second call is a retry: the event ids are stored once
+        sent = await c.stub.TrackEvents(svc.TrackEventsRequest(events=events), metadata=c.metadata)
+        assert sent.accepted_count == len(events)
+    served = await _serve(stack, c.tenant_id, now)
+    await _wait_for(stack, Interaction, c.tenant_id, 600 + len(events))
+    await _wait_for(stack, ServedRecommendation, c.tenant_id, served)
+    await asyncio.sleep(0.3)  # a redelivered event would land now, and must not count
+
+    await _check(stack, c, now - timedelta(days=30), now, "UTC")
+    await _check(stack, c, now - timedelta(days=41, hours=5, minutes=7), now, "UTC")
+    await _check(stack, c, now - timedelta(days=38), now - timedelta(days=3), "America/New_York")
+    await _check(stack, c, now - timedelta(days=35), now + timedelta(hours=1), "Asia/Tokyo")
+    await _check(stack, c, now - timedelta(hours=30), now - timedelta(hours=2), "Europe/Paris")
+    midnight = now.replace(hour=0, minute=0, second=0)
+    await _check(stack, c, midnight - timedelta(days=20), midnight, "UTC")
+
+
+async def test_analytics_equal_a_brute_force_count_on_sqlite(stack_factory: StackFactory) -> None:
+    await _scenario(await stack_factory(internal_secret=SECRET))
+
+
+@pytest.mark.integration
+async def test_analytics_equal_a_brute_force_count_on_postgresql(
+    stack_factory: StackFactory, postgres_url: str
+) -> None:
+    await _scenario(await stack_factory(postgres_url, internal_secret=SECRET))
+
+
+async def test_the_migration_backfills_the_rollups_from_existing_rows(db_url: str) -> None:
+    """Rows written before revision 0004 (no rollups yet) are counted after upgrading."""
+    await upgrade(db_url, "0003")
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant_id = str(uuid.uuid4())
+    rng = random.Random(7)
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(Tenant).values(
+                    id=tenant_id,
+                    name="Old shop",
+                    slug=f"old-{tenant_id[:8]}",
+                    email="a@shop.example",
+                    status="active",
+                    plan="free",
+                    settings={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await connection.execute(
+                insert(Item),
+                [
+                    {"tenant_id": tenant_id, "item_id": item, "price": price, "attributes": {}}
+                    for item, price in zip(ITEMS, [699, 1299.5, 19.99, 25, 499, None], strict=True)
+                ],
+            )
+            await connection.execute(
+                insert(Interaction),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "user_id": f"u{rng.randrange(20)}",
+                        "item_id": rng.choice(ITEMS),
+                        "type": (kind := rng.choice(TYPES)),
+                        "ts": now - timedelta(seconds=rng.randrange(60, 40 * 86400)),
+                        "value": 30.0 if kind == "purchase" and n % 2 else None,
+                        "recommendation_id": f"rec-{n % 9}" if n % 3 == 0 else None,
+                    }
+                    for n in range(400)
+                ],
+            )
+            await connection.execute(
+                insert(ServedRecommendation),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "recommendation_id": f"rec-{n}",
+                        "served_at": now - timedelta(hours=50 * n + 1),
+                        "item_ids": ITEMS[: 1 + n % 4],
+                        "item_count": 1 + n % 4,
+                        "surface": "recommend",
+                    }
+                    for n in range(12)
+                ],
+            )
+    finally:
+        await engine.dispose()
+    await upgrade(db_url)
+    engine = create_engine(db_url)
+    try:
+        queries = Queries(session_factory(engine))
+        async with engine.connect() as connection:
+            interactions = [tuple(r) for r in await connection.execute(_raw(tenant_id))]
+            served = [
+                tuple(r)
+                for r in await connection.execute(
+                    select(ServedRecommendation.served_at, ServedRecommendation.item_ids).where(
+                        ServedRecommendation.tenant_id == tenant_id
+                    )
+                )
+            ]
+        for start, end, zone in (
+            (now - timedelta(days=30), now, "UTC"),
+            (now - timedelta(days=39, hours=3), now - timedelta(hours=5), "Asia/Tokyo"),
+        ):
+            got = await queries.analytics(
+                tenant_id, start=start, end=end, time_zone=zone, popular_limit=4
+            )
+            expected = _brute_force(interactions, served, start, end, ZoneInfo(zone), 4)
+            assert (got.served, got.impressions, got.clicks, got.conversions) == (
+                expected["served"],
+                expected["impressions"],
+                expected["clicks"],
+                expected["conversions"],
+            )
+            assert got.active_users == expected["active_users"]
+            assert got.revenue == pytest.approx(expected["revenue"])
+            assert [
+                (p.item_id, p.interactions, p.impressions, p.clicks) for p in got.popular
+            ] == expected["popular"]
+            assert {
+                day: (
+                    m.interactions,
+                    m.clicks,
+                    m.conversions,
+                    m.active_users,
+                    m.served,
+                    m.impressions,
+                    round(m.revenue, 6),
+                )
+                for day, m in got.daily
+                if m.interactions or m.served
+            } == expected["daily"]
+    finally:
+        await engine.dispose()
