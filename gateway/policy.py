@@ -63,6 +63,9 @@ RULES: dict[str, Rule] = {
     "embrec.tenant.v1.AuthService/Login": _PUBLIC,
     "embrec.tenant.v1.AuthService/RefreshToken": _PUBLIC,
     "embrec.tenant.v1.AuthService/Logout": _t(),
+    # Any signed-in user; the service refuses API keys and impersonations (NOT_A_USER,
+    # IMPERSONATION_NOT_ALLOWED), as it does for Logout's API keys.
+    "embrec.tenant.v1.AuthService/ChangePassword": _t(),
     "embrec.tenant.v1.AuthService/CreateInvitation": _t("tenant:manage"),
     "embrec.tenant.v1.AuthService/Impersonate": _ADMIN,
     "embrec.tenant.v1.TenantService/CreateTenant": _ADMIN,

@@ -17,7 +17,7 @@ from nicegui.storage import Storage
 
 from . import session
 from .client import Channels
-from .pages import admin, auth, portal
+from .pages import account, admin, auth, portal
 
 __all__ = ["register", "run", "storage_secret_from"]
 
@@ -37,6 +37,7 @@ def register(target: str) -> Channels:
     auth.register()
     admin.register()
     portal.register()
+    account.register()
 
     async def close_channels() -> None:
         await channels.close()

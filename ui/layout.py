@@ -39,6 +39,7 @@ ADMIN_NAV = (
     ("Support", "/admin/support", "support_agent"),
     ("Monitoring", "/admin/monitoring", "monitor_heart"),
     ("Audit logs", "/admin/audit", "receipt_long"),
+    ("Account", "/admin/account", "manage_accounts"),
 )
 TENANT_NAV = (
     ("Dashboard", "/app", "dashboard"),

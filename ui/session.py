@@ -24,6 +24,7 @@ __all__ = [
     "configure",
     "current",
     "end_impersonation",
+    "replace_tokens",
     "sign_in",
     "sign_out",
     "start_impersonation",
@@ -95,6 +96,12 @@ def sign_in(
     _store()["access_token"] = access_token
     _store()["refresh_token"] = refresh_token
     return session
+
+
+def replace_tokens(access_token: str, refresh_token: str) -> None:
+    """Keep the fresh pair a password change hands back (the old refresh token is dead)."""
+    _store()["access_token"] = access_token
+    _store()["refresh_token"] = refresh_token
 
 
 def start_impersonation(user: tenant_pb.User, access_token: str, tenant_label: str) -> None:

@@ -16,6 +16,15 @@ Security decisions, each for a reason:
   presenting an already rotated token means it was copied, so the whole family is
   revoked (the thief's and the owner's sessions both end) and the event is audited.
 * Impersonation tokens carry the admin as ``impersonator`` and are not refreshable.
+* Changing a password needs the current one, and a wrong one counts towards the same
+  lockout as Login (a stolen access token must not buy a second guessing budget). The
+  answer is FAILED_PRECONDITION (CURRENT_PASSWORD_WRONG), not UNAUTHENTICATED: the
+  caller's credential is fine, and clients treat UNAUTHENTICATED as "refresh the token
+  and retry", which would spend a second guess. On success every refresh token of the
+  user is revoked (whoever held a copy of a session loses it) and the caller gets a
+  fresh session. Access tokens are stateless JWTs and live out their 15 minutes. API
+  keys have no password, and an admin impersonating a user must not take over the
+  user's account, so both are refused.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from services.identity.passwords import (
     spend_verification,
     verify_password,
 )
-from services.identity.principal import ROLE_SCOPES, TENANT_ADMIN
+from services.identity.principal import API_KEY_ROLE, ROLE_SCOPES, TENANT_ADMIN
 from services.storage.models import Invitation, RefreshToken, Tenant, User, new_id
 from services.tenant.domain import (
     Actor,
@@ -218,7 +227,9 @@ class AuthStore:
             )
         return SignedIn(user, tenant, tokens)
 
-    async def _failed_login(self, user: User, now: datetime, source_ip: str) -> None:
+    async def _failed_login(
+        self, user: User, now: datetime, source_ip: str, action: str = "auth.login"
+    ) -> None:
         async with self._sessions() as session, session.begin():
             # An atomic increment: concurrent guesses each count.
             await session.execute(
@@ -229,7 +240,7 @@ class AuthStore:
             Actor(user.id, source_ip=source_ip).audit(
                 session,
                 tenant_id=user.tenant_id or "",
-                action="auth.login",
+                action=action,
                 target=f"users/{user.id}",
                 outcome="failure",
                 metadata={"email": user.email, "failed_attempts": str(fresh.failed_logins)},
@@ -348,6 +359,80 @@ class AuthStore:
                 target=f"users/{principal.subject}",
                 metadata={"all_sessions": str(all_sessions).lower()},
             )
+
+    # -- password change -----------------------------------------------------------------
+
+    async def change_password(
+        self, principal: Principal, *, current_password: str, new_password: str, actor: Actor
+    ) -> TokenPair:
+        if principal.role == API_KEY_ROLE:
+            raise PermissionDenied(
+                "API keys have no password; only a signed-in user can change theirs.",
+                reason="NOT_A_USER",
+            )
+        if principal.impersonator:
+            raise PermissionDenied(
+                "An impersonation cannot change the user's password; ask the user to.",
+                reason="IMPERSONATION_NOT_ALLOWED",
+            )
+        violations = []
+        if not current_password:
+            violations.append(FieldViolation("current_password", "required"))
+        violations += password_violations(new_password, "new_password")
+        if not violations and new_password == current_password:
+            violations.append(
+                FieldViolation("new_password", "must differ from the current password")
+            )
+        if violations:
+            raise InvalidArgument(
+                "The password change is invalid; fix the fields named.", violations=violations
+            )
+        now = datetime.now(UTC)
+        async with self._sessions() as session:
+            user = await session.get(User, principal.subject)
+        if user is None:
+            raise Unauthenticated(
+                "The signed-in user no longer exists; sign in again.", reason="USER_UNKNOWN"
+            )
+        if user.locked_until is not None and user.locked_until > now:
+            raise _locked(user.locked_until, now)
+        if not await verify_password(user.password_hash, current_password):
+            await self._failed_login(user, now, actor.source_ip, action="auth.change_password")
+            raise FailedPrecondition(
+                "The current password is wrong.", reason="CURRENT_PASSWORD_WRONG"
+            )
+        old_hash = user.password_hash
+        new_hash = await hash_password(new_password)
+        async with self._sessions() as session, session.begin():
+            # Conditional on the hash just verified: of two concurrent changes, one wins.
+            changed = await session.execute(
+                update(User)
+                .where(User.id == user.id, User.password_hash == old_hash)
+                .values(password_hash=new_hash, failed_logins=0, locked_until=None)
+            )
+            if changed.rowcount == 0:  # type: ignore[attr-defined]
+                raise FailedPrecondition(
+                    "The password was changed by another request meanwhile; sign in again.",
+                    reason="PASSWORD_CHANGED_CONCURRENTLY",
+                )
+            user = await session.get_one(User, user.id, populate_existing=True)
+            tenant = await session.get(Tenant, user.tenant_id) if user.tenant_id else None
+            if user.tenant_id and (tenant is None or tenant.status == "deleted"):
+                raise _tenant_inactive(user.tenant_id)
+            ended = await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == user.id, RefreshToken.revoked.is_(False))
+                .values(revoked=True)
+            )
+            tokens = self._open_session(session, user, tenant, now)
+            actor.audit(
+                session,
+                tenant_id=user.tenant_id or "",
+                action="auth.change_password",
+                target=f"users/{user.id}",
+                metadata={"sessions_ended": str(ended.rowcount)},  # type: ignore[attr-defined]
+            )
+        return tokens
 
     # -- sign-up ---------------------------------------------------------------------------
 

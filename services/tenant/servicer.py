@@ -12,6 +12,8 @@ and turns the result into protobuf. Who may call what:
 * ListApiKeys, RevokeApiKey: the same, and also while suspended (reading, and taking
   access away, stay possible).
 * SignUp, Login, RefreshToken: no credential. Logout: any signed-in user.
+  ChangePassword: the signed-in user themself (never an API key or an impersonation),
+  also while the tenant is suspended: securing an account must not wait on billing.
 
 CreateTenant also issues the tenant's first invitation (role tenant_admin, for the
 contact email). Its one-time token travels in the trailing metadata key
@@ -344,6 +346,18 @@ class AuthServicer(_AuthBase):  # type: ignore[misc]
             actor=_actor(principal, context),
         )
         return auth_service_pb2.LogoutResponse()
+
+    async def ChangePassword(
+        self, request: auth_service_pb2.ChangePasswordRequest, context: Context
+    ) -> auth_service_pb2.ChangePasswordResponse:
+        principal = await self._auth.require(context, allow_suspended=True)
+        tokens = await self._store.change_password(
+            principal,
+            current_password=request.current_password,
+            new_password=request.new_password,
+            actor=_actor(principal, context),
+        )
+        return auth_service_pb2.ChangePasswordResponse(**_token_fields(tokens))
 
     async def CreateInvitation(
         self, request: auth_service_pb2.CreateInvitationRequest, context: Context

@@ -17,8 +17,9 @@ real services calls
     wherever the request can name a tenant (path, query, JSON body, nested
     ``options.tenant_id`` or ``tenant.id``): 403 / PERMISSION_DENIED, whether the
     gateway or the service behind it refuses. Admin-only methods are 403 to a tenant
-    credential too (authenticated, not allowed). Public methods and Logout (which names
-    no tenant: it ends the caller's own sessions) are not cross-tenant calls.
+    credential too (authenticated, not allowed). Public methods, Logout and
+    ChangePassword (which name no tenant: they act on the caller's own sessions and
+    password) are not cross-tenant calls.
 
 One test, one stack, one Envoy; every mismatch is collected and reported together.
 """
@@ -51,8 +52,11 @@ PUBLIC_METHODS = {
     "embrec.tenant.v1.AuthService/RefreshToken",
 }
 PUBLIC_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
-#: Authenticated, but names no tenant: it acts on the caller's own sessions only.
-NAMES_NO_TENANT = {"embrec.tenant.v1.AuthService/Logout"}
+#: Authenticated, but names no tenant: they act on the caller's own account only.
+NAMES_NO_TENANT = {
+    "embrec.tenant.v1.AuthService/Logout",
+    "embrec.tenant.v1.AuthService/ChangePassword",
+}
 #: The gateway's own denial carries this header (a service's 401 would not).
 AUTHZ_CHALLENGE = 'Bearer realm="embrec"'
 _OTHER_ID = "0f0e0d0c-0000-4000-8000-000000000001"  # a non-tenant path variable

@@ -108,3 +108,72 @@ async def test_seed_onboarding_login_and_api_key_over_json(
 
         tampered = await client.get("/api/v1/tenant", headers=auth(access[:-4] + "AAAA"))
         assert tampered.status_code == 401
+
+
+async def test_change_password_over_json(stack: RunningStack, client: httpx.AsyncClient) -> None:
+    async with client:
+        the_slug = slug("pwd")
+        email = f"admin@{the_slug}.example"
+        created = await client.post(
+            "/api/admin/tenants",
+            json={"name": "Pwd", "slug": the_slug, "email": email},
+            headers=stack.admin_headers(),
+        )
+        assert created.status_code == 200, created.text
+        invited = await client.post(
+            f"/api/v1/invitations?tenant_id={the_slug}",
+            json={"email": email, "role": "ROLE_TENANT_ADMIN"},
+            headers=stack.admin_headers(),
+        )
+        signup = await client.post(
+            "/api/v1/auth/signup",
+            json={
+                "email": email,
+                "password": PASSWORD,
+                "invitation_token": invited.json()["token"],
+            },
+        )
+        assert signup.status_code == 200, signup.text
+        access = signup.json()["access_token"]
+        new_password = "another passphrase, longer"
+
+        anonymous = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": new_password},
+        )
+        assert anonymous.status_code == 401
+        short = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": "short"},
+            headers=auth(access),
+        )
+        assert short.status_code == 400
+        wrong = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": "not the password", "new_password": new_password},
+            headers=auth(access),
+        )
+        assert wrong.status_code == 400  # FAILED_PRECONDITION, as Envoy maps it
+        assert wrong.json()["details"][0]["reason"] == "CURRENT_PASSWORD_WRONG"
+        key = await client.post("/api/v1/apiKeys", json={"name": "k"}, headers=auth(access))
+        with_key = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": new_password},
+            headers=auth(key.json()["secret"]),
+        )
+        assert with_key.status_code == 403
+        assert with_key.json()["details"][0]["reason"] == "NOT_A_USER"
+
+        changed = await client.post(
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": new_password},
+            headers=auth(access),
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["refresh_token"] and changed.json()["expires_in"] == 900
+        old = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert old.status_code == 401
+        new = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": new_password}
+        )
+        assert new.status_code == 200

@@ -84,7 +84,7 @@ async def test_analytics_and_settings(console_user: User, stack: RunningStack) -
     await see(user, "Recommendations served")
     await see(user, kind=ui.echart)  # the daily chart, for the picked range
     await user.open("/app/settings")
-    await see(user, "Password change (the identity API has no password-change call yet)")
+    await see(user, "Change password")
     name = user.find("Company name").elements.pop()
     assert isinstance(name, ui.input)
     name.value = "Renamed Shop"

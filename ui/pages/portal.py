@@ -24,7 +24,7 @@ from .. import session
 from ..client import UPLOAD_TIMEOUT_SECONDS, ApiError
 from ..formatting import enum_label, percent, when
 from ..layout import empty_state, error_banner, floating_dialog, frame, guarded, not_built, require
-from . import models_view
+from . import account, models_view
 
 __all__ = ["MAX_UPLOAD_BYTES", "register"]
 
@@ -530,7 +530,7 @@ def register() -> None:
                 ui.label(f"E-mail: {who.email}")
                 ui.label(f"Name: {who.name or '—'}")
                 ui.label(f"Role: {who.role.replace('_', ' ')}")
-            not_built("Password change (the identity API has no password-change call yet)")
+            account.password_form(who)
             with ui.card().classes("w-full"):
                 ui.label("Tenant").classes("text-h6")
                 api = session.api()

@@ -57,6 +57,11 @@ class AuthServiceStub:
                 request_serializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/embrec.tenant.v1.AuthService/ChangePassword',
+                request_serializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
         self.CreateInvitation = channel.unary_unary(
                 '/embrec.tenant.v1.AuthService/CreateInvitation',
                 request_serializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.CreateInvitationRequest.SerializeToString,
@@ -125,6 +130,26 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePassword(self, request, context):
+        """Changes the calling user's password. The caller is whoever the access token
+        names; an API key or an impersonation token cannot change a password. Every
+        session of the user ends (all refresh tokens are revoked, on every device) and
+        the caller gets a fresh session in the response, so the device that changed the
+        password stays signed in. Access tokens already issued expire on their own
+        (15 minutes).
+
+        Returns INVALID_ARGUMENT with field violations if a password is missing, the new
+        password is shorter than 10 characters (or longer than 1024) or equals the
+        current one; FAILED_PRECONDITION (CURRENT_PASSWORD_WRONG) if current_password is
+        wrong, which counts towards the same lockout as Login; RESOURCE_EXHAUSTED
+        (LOGIN_LOCKED) while locked out; PERMISSION_DENIED (NOT_A_USER) for API keys and
+        (IMPERSONATION_NOT_ALLOWED) for impersonation tokens; UNAUTHENTICATED without a
+        valid access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateInvitation(self, request, context):
         """Invites someone to the caller's tenant. Tenant admins, or platform admins
         naming a tenant. The token is returned once; the console shows it as an
@@ -175,6 +200,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.LogoutRequest.FromString,
                     response_serializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.LogoutResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=embrec_dot_tenant_dot_v1_dot_auth__service__pb2.ChangePasswordResponse.SerializeToString,
             ),
             'CreateInvitation': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateInvitation,
@@ -298,6 +328,33 @@ class AuthService:
             '/embrec.tenant.v1.AuthService/Logout',
             embrec_dot_tenant_dot_v1_dot_auth__service__pb2.LogoutRequest.SerializeToString,
             embrec_dot_tenant_dot_v1_dot_auth__service__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embrec.tenant.v1.AuthService/ChangePassword',
+            embrec_dot_tenant_dot_v1_dot_auth__service__pb2.ChangePasswordRequest.SerializeToString,
+            embrec_dot_tenant_dot_v1_dot_auth__service__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,
