@@ -17,10 +17,18 @@ maps. The loader accepts several spellings, because the trainer's exact names ar
 owned elsewhere; see its docstring. Rows are aligned to the catalog: items without an
 embedding or missing from the catalog are left out of this model index (they cannot
 be scored; deleted products must not be served).
+
+Catalog changes (:meth:`TenantModelIndex.with_catalog`): the index rows are the model's
+items, so a newer catalog only replaces the attribute columns (category, price,
+title, image), re-read by item id in the model's row order; embeddings and the faiss
+index are shared with the old bundle. Items new to the catalog are not rankable by
+this model (no embedding); an item the model ranks that left the catalog needs a
+reload from the artifacts (its row must go), which ``with_catalog`` reports as None.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -88,6 +96,8 @@ class TenantModelIndex:
     index: ShardedIndex | None = None
     fold_in: FoldIn = field(default_factory=FoldIn)
     filter_policy: FilterPolicy = field(default_factory=FilterPolicy)
+    #: Which catalog state the attributes were read from (the caller's fingerprint).
+    catalog_tag: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.catalog)
@@ -118,6 +128,7 @@ class TenantModelIndex:
         index: ShardedIndex | None = None,
         fold_in: FoldIn | None = None,
         filter_policy: FilterPolicy | None = None,
+        catalog_tag: str = "",
     ) -> TenantModelIndex:
         """Bundle arrays aligned with ``catalog`` (row i ↔ ``catalog.item_ids[i]``)."""
         items = None
@@ -143,7 +154,22 @@ class TenantModelIndex:
             index=index if items is not None else None,
             fold_in=fold_in or FoldIn(),
             filter_policy=filter_policy or FilterPolicy(),
+            catalog_tag=catalog_tag,
         )
+
+    def with_catalog(self, catalog: Catalog, catalog_tag: str = "") -> TenantModelIndex | None:
+        """This model with its items' attributes read from ``catalog`` (see module doc).
+
+        Shares embeddings, index and popularity with ``self``. None when an item of this
+        model is no longer in ``catalog``: its row must leave the index, which only a
+        reload from the artifacts does.
+        """
+        positions = catalog.positions
+        try:
+            rows = [positions[item] for item in self.catalog.item_ids]
+        except KeyError:
+            return None
+        return dataclasses.replace(self, catalog=catalog.take(rows), catalog_tag=catalog_tag)
 
     # ---------------------------------------------------------------- memory
     @cached_property
@@ -381,6 +407,7 @@ def load_from_artifacts(
     index_policy: IndexPolicy | None = None,
     fold_in: FoldIn | None = None,
     filter_policy: FilterPolicy | None = None,
+    catalog_tag: str = "",
 ) -> TenantModelIndex:
     """Load a trainer's output directory into a :class:`TenantModelIndex`.
 
@@ -471,4 +498,5 @@ def load_from_artifacts(
         index=index,
         fold_in=fold_in,
         filter_policy=filter_policy,
+        catalog_tag=catalog_tag,
     )

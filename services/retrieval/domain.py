@@ -4,8 +4,17 @@ No grpc here (the servicer adapts it). What a replica keeps, per tenant it has s
 
 * the tenant's **base**: its catalog (``items``) and time-decayed popularity over the
   last ``popularity_window`` of interactions, as a model-less ``TenantModelIndex``.
-  It answers PopularItems and every fallback when no model version is loaded; it is
-  rebuilt in the background when older than ``base_ttl`` (the old one serves meanwhile).
+  It answers PopularItems and every popular-items fallback (also those of a loaded
+  model, so items newer than the model are offered too); it is rebuilt in the
+  background when older than ``base_ttl`` and on each ``CatalogChanged`` event
+  (:meth:`ServingState.refresh_base`; the old one serves meanwhile).
+* the tenant's **catalog fingerprint** (item count and newest ``updated_at``): when a
+  rebuilt base has a new one, every loaded model version of the tenant is re-aligned
+  to the new catalog (``TenantModelIndex.with_catalog``: new attribute columns, same
+  faiss index; a reload from the artifacts only when an item the model ranks left the
+  catalog) before the new base is installed, and both swaps happen with no await
+  between them, so a request sees the old catalog everywhere or the new one
+  everywhere. Filters of model answers are therefore exact for the current catalog.
 * the tenant's **route**: the active deployment's id and traffic split. A new route is
   installed only after every version it names has finished loading (or failed to), so
   a deploy never sends a request to a version that is still loading: old versions serve
@@ -123,6 +132,9 @@ class TenantBase:
 
     bundle: TenantModelIndex
     built_at: float
+    #: Catalog state (item count, newest update): equal on every replica for the same
+    #: catalog, so it can key cached answers.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -148,6 +160,8 @@ class _Tenant:
     route: Route = NO_ROUTE
     base: TenantBase | None = None
     refreshing: asyncio.Task[None] | None = None
+    #: Like ``reload_requests``, for base refreshes (a CatalogChanged during a pass).
+    refresh_requests: int = 0
     reloading: asyncio.Task[Route] | None = None
     #: Bumped by every reload request; a reload pass that started before the latest
     #: request may have read the old deployment, so another pass follows it.
@@ -214,7 +228,7 @@ class ServingState:
         elif self._clock() - state.base.built_at > self._base_ttl and (
             state.refreshing is None or state.refreshing.done()
         ):
-            state.refreshing = asyncio.create_task(self._build_base(tenant_id))
+            self.refresh_base(tenant_id)
         assert state.base is not None
         return state.route, state.base
 
@@ -222,16 +236,37 @@ class ServingState:
         return self._tenant(tenant_id).route
 
     async def _refresh_base(self, tenant_id: str) -> None:
-        # One refresh at a time per tenant: concurrent first requests share it.
+        # Concurrent first requests join the running refresh rather than queue passes.
+        task = self._tenant(tenant_id).refreshing
+        if task is None or task.done():
+            task = self.refresh_base(tenant_id)
+        await asyncio.shield(task)
+
+    def refresh_base(self, tenant_id: str) -> asyncio.Task[None]:
+        """Rebuild the tenant's base (and re-align its loaded versions) in the background.
+
+        One refresh task per tenant; a call during a pass makes it run one more pass
+        (that pass may have read the catalog before the change that prompted the call).
+        """
         state = self._tenant(tenant_id)
-        if state.refreshing is None or state.refreshing.done():
-            state.refreshing = asyncio.create_task(self._build_base(tenant_id))
-        await asyncio.shield(state.refreshing)
+        state.refresh_requests += 1
+        task = state.refreshing
+        if task is None or task.done():
+            task = state.refreshing = asyncio.create_task(self._refresh_until_current(tenant_id))
+        return task
+
+    async def _refresh_until_current(self, tenant_id: str) -> None:
+        state = self._tenant(tenant_id)
+        while True:
+            seen = state.refresh_requests
+            await self._build_base(tenant_id)
+            if state.refresh_requests == seen:
+                return
 
     async def _build_base(self, tenant_id: str) -> None:
         state = self._tenant(tenant_id)
         try:
-            catalog, scores = await self._read_base(tenant_id)
+            catalog, scores, fingerprint = await self._read_base(tenant_id)
             bundle = await asyncio.to_thread(
                 TenantModelIndex.build,
                 tenant_id,
@@ -239,16 +274,71 @@ class ServingState:
                 catalog,
                 None,
                 popularity=Popularity(scores),
+                catalog_tag=fingerprint,
             )
-            state.base = TenantBase(bundle, self._clock())
+            aligned = await self._align_versions(tenant_id, bundle.catalog, fingerprint)
         except Exception:
             if state.base is None:
                 raise
             logger.exception(
                 "could not refresh the catalog of tenant %s; keeping the old", tenant_id
             )
+            return
+        # No await from here on: versions and base change together (module doc).
+        for old, new in aligned:
+            if self.registry.peek(tenant_id, new.model_version) is old:  # not evicted/dropped
+                self.registry.put(new)
+        changed = state.base is not None and state.base.fingerprint != fingerprint
+        state.base = TenantBase(bundle, self._clock(), fingerprint)
+        if changed or aligned:
+            logger.info(
+                "tenant %s catalog %s: %d items, %d model versions re-aligned",
+                tenant_id,
+                fingerprint,
+                len(catalog),
+                len(aligned),
+            )
 
-    async def _read_base(self, tenant_id: str) -> tuple[Catalog, npt.NDArray[np.float64]]:
+    async def _align_versions(
+        self, tenant_id: str, catalog: Catalog, fingerprint: str
+    ) -> list[tuple[TenantModelIndex, TenantModelIndex]]:
+        """(old, new) bundles of the tenant's loaded versions not yet on ``fingerprint``."""
+        stale = [
+            bundle
+            for version in self.registry.versions(tenant_id)
+            if (bundle := self.registry.peek(tenant_id, version)) is not None
+            and bundle.catalog_tag != fingerprint
+        ]
+        if not stale:
+            return []
+        uris = {
+            b.model_version: info.uri
+            for b in stale
+            if (info := self.index_info.get((tenant_id, b.model_version))) is not None
+        }
+
+        def align() -> list[tuple[TenantModelIndex, TenantModelIndex]]:
+            out = []
+            for old in stale:
+                new = old.with_catalog(catalog, fingerprint)
+                uri = uris.get(old.model_version)
+                if new is None and uri:
+                    # An item this model ranks left the catalog: its row must go.
+                    new = load_from_artifacts(
+                        self._resolve(uri),
+                        catalog,
+                        tenant_id=tenant_id,
+                        model_version=old.model_version,
+                        catalog_tag=fingerprint,
+                    )
+                if new is not None:
+                    _ = new.nbytes  # computed here, not in the swap
+                    out.append((old, new))
+            return out
+
+        return await asyncio.to_thread(align)
+
+    async def _read_base(self, tenant_id: str) -> tuple[Catalog, npt.NDArray[np.float64], str]:
         """The catalog, and popularity decayed by age in day buckets (aggregated in SQL).
 
         Per (item, type, age bucket) counts instead of raw events: a tenant's month of
@@ -264,7 +354,14 @@ class ServingState:
         async with self._sessions() as session:
             rows = (
                 await session.execute(
-                    select(Item.item_id, Item.category, Item.price, Item.title, Item.image_url)
+                    select(
+                        Item.item_id,
+                        Item.category,
+                        Item.price,
+                        Item.title,
+                        Item.image_url,
+                        Item.updated_at,
+                    )
                     .where(Item.tenant_id == tenant_id)
                     .order_by(Item.item_id)
                 )
@@ -296,7 +393,9 @@ class ServingState:
             p = positions.get(item_id)
             if p is not None and 0 <= int(index) < len(decay):
                 scores[p] += int(n) * _POPULARITY_WEIGHTS.get(kind, 1.0) * decay[int(index)]
-        return catalog, scores
+        newest = max((r.updated_at for r in rows if r.updated_at is not None), default=None)
+        stamp = newest.replace(tzinfo=None).isoformat() if newest is not None else "-"
+        return catalog, scores, f"{len(rows)}@{stamp}"
 
     # ---------------------------------------------------------------- deployments
     async def reload(self, tenant_id: str, *, wait: bool = True) -> Route:
@@ -332,14 +431,13 @@ class ServingState:
         if state.base is None:
             await self._refresh_base(tenant_id)
         assert state.base is not None
-        catalog = state.base.bundle.catalog
         loads = []
         for version in route.versions if self._load_models else ():
             uri = uris.get(version)
             if uri is None:
                 self._fail(tenant_id, version, "no model row with this version")
                 continue
-            loads.append(self._load_version(tenant_id, version, uri, catalog))
+            loads.append(self._load_version(tenant_id, version, uri))
         await asyncio.gather(*loads)
         # The swap: one assignment, after every version of the split is ready (or failed).
         state.route = route
@@ -398,20 +496,28 @@ class ServingState:
         state = self._tenant(tenant_id)
         if state.base is None or (tenant_id, version) in self.index_info:
             return
-        asyncio.get_running_loop().create_task(
-            self._load_version(tenant_id, version, uri, state.base.bundle.catalog)
-        )
+        asyncio.get_running_loop().create_task(self._load_version(tenant_id, version, uri))
 
-    async def _load_version(self, tenant_id: str, version: str, uri: str, catalog: Catalog) -> None:
+    async def _load_version(self, tenant_id: str, version: str, uri: str) -> None:
         if self.registry.peek(tenant_id, version) is not None:
             return
         info = self.index_info.get((tenant_id, version))
         if info is None or info.state != "loading":
             info = self.index_info[(tenant_id, version)] = IndexInfo(tenant_id, version, "loading")
         path = self._resolve(uri)
+        state = self._tenant(tenant_id)
 
         def loader() -> TenantModelIndex:
-            return load_from_artifacts(path, catalog, tenant_id=tenant_id, model_version=version)
+            # The base current when the load starts (it may be queued behind others).
+            base = state.base
+            assert base is not None
+            return load_from_artifacts(
+                path,
+                base.bundle.catalog,
+                tenant_id=tenant_id,
+                model_version=version,
+                catalog_tag=base.fingerprint,
+            )
 
         started = time.perf_counter()
         try:
@@ -424,6 +530,9 @@ class ServingState:
         # No reference to the bundle here: eviction must be able to free it.
         info.state, info.loaded_at = "ready", datetime.now(UTC)
         info.uri = uri
+        if state.base is not None and bundle.catalog_tag != state.base.fingerprint:
+            # The catalog changed while this version loaded: catch up with it.
+            self.refresh_base(tenant_id)
         self._on_load("ready")
         logger.info(
             "loaded tenant %s model %s: %d items in %.2f s",
@@ -468,9 +577,7 @@ class ServingState:
         ):
             return
         info.state = "loading"
-        asyncio.get_running_loop().create_task(
-            self._load_version(tenant_id, version, info.uri, state.base.bundle.catalog)
-        )
+        asyncio.get_running_loop().create_task(self._load_version(tenant_id, version, info.uri))
 
     # ------------------------------------------------------------------ histories
     async def history(self, tenant_id: str, user_id: str) -> list[RecentItem]:

@@ -8,9 +8,11 @@ Who may call what:
 * GetIndexStatus, ReloadIndexes (internal, not routed by the gateway): platform admins.
 
 Background work of the module: the impression writer, a consumer of ``embrec.models``
-(ModelDeployed → reload that tenant's indexes) and one of ``embrec.interactions``
-(users' recent items for fold-in and "already seen", and cache invalidation). Each
-replica consumes with a group of its own: every replica must see every event.
+(ModelDeployed → reload that tenant's indexes), one of ``embrec.interactions``
+(users' recent items for fold-in and "already seen", and cache invalidation) and one
+of ``embrec.catalog`` (CatalogChanged → rebuild that tenant's base and re-align its
+loaded versions to the new catalog). Each replica consumes with a group of its own:
+every replica must see every event.
 """
 
 from __future__ import annotations
@@ -320,6 +322,14 @@ def _deployed_tenant(record: EventRecord) -> str:
     return envelope.tenant_id or payload.deployment.tenant_id
 
 
+def _catalog_tenant(record: EventRecord) -> str:
+    envelope = open_envelope(record.payload)
+    payload = events_pb2.CatalogChanged()
+    if not envelope.payload.Unpack(payload):
+        return ""
+    return envelope.tenant_id
+
+
 async def _on_interactions(retrieval: Retrieval, record: EventRecord) -> None:
     envelope = open_envelope(record.payload)
     payload = events_pb2.InteractionsRecorded()
@@ -409,6 +419,23 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
 
         await consumer.run(handle, stop)
 
+    async def watch_catalog(stop: asyncio.Event) -> None:
+        consumer = bus_consumer(
+            settings,
+            ctx.sessions,
+            f"{group}-catalog",
+            [TOPICS["CatalogChanged"]],
+            from_beginning=False,
+        )
+
+        async def handle(record: EventRecord) -> None:
+            tenant_id = _catalog_tenant(record)
+            if tenant_id and state.serves(tenant_id):
+                # Background and coalesced: an import of 50k items is 50 events.
+                state.refresh_base(tenant_id)
+
+        await consumer.run(handle, stop)
+
     async def close() -> None:
         await cache.close()
         await asyncio.to_thread(state.close)
@@ -425,7 +452,7 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
             services["RetrievalInternalService"].full_name,
         ],
         register=register,
-        background=[impressions.run, watch_deployments, watch_interactions],
+        background=[impressions.run, watch_deployments, watch_interactions, watch_catalog],
         on_stop=[close],
         retrieval=retrieval,
         collectors=metrics.collectors(),

@@ -6,10 +6,13 @@ Recommend, for a tenant and a validated request:
    on the tenant's first request;
 2. the user's version: pinned by the request, else ``choose_version`` (a stable hash of
    tenant and user), else none (no deployment);
-3. the cache, keyed by tenant, user, deployment, version and the request's digest;
+3. the cache, keyed by tenant, user, deployment, catalog fingerprint, version and the
+   request's digest (a catalog change makes the tenant's cached answers unreachable);
 4. the user's recent interactions (fold-in for unseen users; "already seen" filter);
 5. the loaded index of that version ranks; no index (no deployment, loading, failed,
-   evicted) → the base's popular items under the same filters, ``fallback`` set.
+   evicted) or no way to personalise (unknown user) → the base's popular items under
+   the same filters, ``fallback`` set. The base, not the model's training-time
+   popularity: it is live and covers items newer than the model.
 
 Every response gets a fresh ``recommendation_id`` (a cache hit too: attribution is per
 impression) and one impression event. No grpc here; protobuf messages are the values.
@@ -95,7 +98,7 @@ class Retrieval:
     async def recommend(self, tenant_id: str, query: RecommendQuery) -> pb.RecommendResponse:
         route, base = await self.state.ensure_tenant(tenant_id)
         version = await self._version_for(tenant_id, route, query.user_id, query.pinned_version)
-        field = f"{route.deployment_id}:{version}:{query.digest}"
+        field = f"{route.deployment_id}:{base.fingerprint}:{version}:{query.digest}"
         if version:
             cached = await self.cache.get(tenant_id, query.user_id, field)
             if cached is not None:
@@ -120,7 +123,13 @@ class Retrieval:
             response = self._response(base.bundle, result, "", reason)
         else:
             result = _rank(bundle, query.user_id, query.count, spec, recent or None)
-            response = self._response(bundle, result, version, _REASONS.get(result.fallback_reason))
+            served = bundle
+            if result.fallback:
+                why = result.fallback_reason
+                served = base.bundle
+                ranked = _rank(served, query.user_id, query.count, spec, None)
+                result = replace(ranked, fallback_reason=why)
+            response = self._response(served, result, version, _REASONS.get(result.fallback_reason))
         if version and response.fallback_reason in _CACHEABLE:
             await self.cache.put(tenant_id, query.user_id, field, response.SerializeToString())
         response.recommendation_id = new_recommendation_id()
