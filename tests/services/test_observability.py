@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import httpx
 import pytest
@@ -22,14 +24,22 @@ async def test_prometheus_metrics_count_calls_by_code(stack_factory: StackFactor
             tenant_pb.GetTenantRequest(tenant_id="missing"), metadata=stack.admin_metadata()
         )
     await health_pb2_grpc.HealthStub(stack.channel).Check(health_pb2.HealthCheckRequest())
+    # The dependency gauge is set by the background health watcher after its first
+    # probe, which a loaded machine may not have finished yet: scrape until it is there.
+    gauge = 'embrec_dependency_up{dependency="database"} 1.0'
+    deadline = asyncio.get_running_loop().time() + 15
     async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        while True:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            if gauge in text or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
     assert (
         'embrec_grpc_server_handled_total{grpc_code="NOT_FOUND",'
         'grpc_method="GetTenant",grpc_service="embrec.tenant.v1.TenantService"} 1.0'
     ) in text
     assert "embrec_grpc_server_handling_seconds_bucket" in text
-    assert 'embrec_dependency_up{dependency="database"} 1.0' in text
+    assert gauge in text
 
 
 async def test_console_exporter_emits_a_span_per_call(
