@@ -281,14 +281,29 @@ def bench_sample(
     items: Annotated[int, typer.Option(help="Catalog items.")] = 5_000,
     interactions: Annotated[int, typer.Option(help="Interactions.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Sample data seed.")] = 42,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a trainer setting over the platform defaults, e.g. "
+            "--set epochs=60 --set lr=0.05 (trainer/config.py names; repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Train on the sample store as a training job would: per-epoch quality, time, baseline."""
     if min(users, items, interactions) <= 0:
         raise UsageError("--users, --items and --interactions must be positive")
     from services.training.bench import bench_sample as run_bench
+    from services.training.bench import parse_overrides
 
     try:
-        run_bench(users=users, items=items, interactions=interactions, seed=seed)
+        overrides = parse_overrides(set_ or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        run_bench(
+            users=users, items=items, interactions=interactions, seed=seed, overrides=overrides
+        )
     except RuntimeError as exc:
         raise UsageError(str(exc)) from None
 

@@ -10,6 +10,7 @@ time, then the held-out test metrics against the popularity baseline on that spl
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import queue as queue_module
 import tempfile
@@ -20,15 +21,45 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bench_sample"]
+__all__ = ["bench_sample", "parse_overrides"]
 
 #: The seed guide's promise for the sample store.
 TARGET_NDCG10 = 0.30
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=0.05", "epochs=60"]`` -> trainer config overrides (JSON values, else text).
+
+    Names are the trainer's (``trainer.config.LightGCNConfig``), checked here so a typo
+    is a usage error instead of a failed training process.
+    """
+    from trainer.config import LightGCNConfig
+
+    known = set(LightGCNConfig.model_fields)
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set takes key=value, got {pair!r}")
+        if name not in known:
+            raise ValueError(f"--set: unknown trainer setting {name!r}; one of {sorted(known)}")
+        try:
+            overrides[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[name] = raw.strip()
+    return overrides
+
+
 def bench_sample(
-    *, users: int = 10_000, items: int = 5_000, interactions: int = 100_000, seed: int = 42
+    *,
+    users: int = 10_000,
+    items: int = 5_000,
+    interactions: int = 100_000,
+    seed: int = 42,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Train the sample store with the platform defaults (plus ``overrides``); print."""
     from services.sampledata import generate
     from services.training.hyper import trainer_overrides
     from services.training.runner import run_training
@@ -40,7 +71,8 @@ def bench_sample(
         f"{len(data.interactions):,} interactions (seed {seed}; "
         f"generated in {time.perf_counter() - started:.1f} s)"
     )
-    overrides, max_seconds = trainer_overrides({})
+    resolved, max_seconds = trainer_overrides({})
+    resolved.update(overrides or {})
     with tempfile.TemporaryDirectory(prefix="embrec-bench-sample-") as tmp:
         root = Path(tmp)
         snapshot = root / "snapshot.npz"
@@ -61,7 +93,7 @@ def bench_sample(
             "checkpoint_dir": str(root / "checkpoint"),
             "artifact_root": str(root / "artifacts"),
             "version": "v1",
-            "overrides": overrides,
+            "overrides": resolved,
             "max_seconds": max_seconds,
         }
         ctx = multiprocessing.get_context("spawn")
@@ -79,7 +111,8 @@ def bench_sample(
     config = outcome["config"]
     print(
         f"config: embedding_dim={config['embedding_dim']} layers={config['n_layers']} "
-        f"batch={config['batch_size']} lr={config['lr']} l2={config['l2']} "
+        f"batch={config['batch_size']} lr={config['lr']} ({config['lr_schedule']}) "
+        f"l2={config['l2']} negatives={config['negatives']} ({config['negative_selection']}) "
         f"epochs<={config['epochs']} (eval every {config['eval_every']}, patience "
         f"{config['patience']}); best epoch {outcome.get('best_epoch')}; "
         f"device {outcome.get('device')}"

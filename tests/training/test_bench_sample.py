@@ -1,0 +1,42 @@
+"""``embrec bench sample``: trains a small sample store end to end; ``--set`` overrides."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EMBREC = str(Path(sys.executable).parent / "embrec")
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EMBREC, "bench", "sample", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_small_store_trains_with_overrides() -> None:
+    done = bench(
+        "--users", "300", "--items", "120", "--interactions", "3000",
+        "--set", "epochs=2", "--set", "l2=0.002", "--set", "lr_schedule=constant",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "epochs<=2" in done.stdout
+    assert "l2=0.002" in done.stdout
+    assert "(constant)" in done.stdout
+    assert "held-out test split: NDCG@10" in done.stdout
+
+
+def test_bad_overrides_are_usage_errors() -> None:
+    for args, says in (
+        (["--set", "no_such_knob=1"], "unknown trainer setting 'no_such_knob'"),
+        (["--set", "epochs"], "--set takes key=value"),
+    ):
+        done = bench(*args)
+        assert done.returncode != 0
+        assert says in done.stderr + done.stdout
+        assert "Traceback" not in done.stderr
