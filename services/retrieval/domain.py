@@ -40,11 +40,11 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -149,23 +149,50 @@ class IndexInfo:
     uri: str = ""
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class _History:
     items: list[RecentItem] = field(default_factory=list)
     loaded: bool = False
 
 
+class _Passes(Generic[T]):
+    """Background work of one kind for one tenant, run by one task at a time.
+
+    Requests while a pass runs do not start another task; they make the task run one
+    more pass when the current one ends, because that pass may have read the database
+    before the change that prompted the request (a ModelDeployed, a CatalogChanged).
+    """
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[T] | None = None
+        self._requests = 0
+
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def request(self, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        self._requests += 1
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._until_current(work))
+        return self.task
+
+    async def _until_current(self, work: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            seen = self._requests
+            result = await work()
+            if self._requests == seen:
+                return result
+
+
 @dataclass
 class _Tenant:
     route: Route = NO_ROUTE
     base: TenantBase | None = None
-    refreshing: asyncio.Task[None] | None = None
-    #: Like ``reload_requests``, for base refreshes (a CatalogChanged during a pass).
-    refresh_requests: int = 0
-    reloading: asyncio.Task[Route] | None = None
-    #: Bumped by every reload request; a reload pass that started before the latest
-    #: request may have read the old deployment, so another pass follows it.
-    reload_requests: int = 0
+    refreshes: _Passes[None] = field(default_factory=_Passes)
+    reloads: _Passes[Route] = field(default_factory=_Passes)
     known_versions: set[str] = field(default_factory=set)
 
 
@@ -220,14 +247,12 @@ class ServingState:
         state = self._tenant(tenant_id)
         if state.base is None:
             await self._refresh_base(tenant_id)
-            if state.reloading is None:
+            if state.reloads.task is None:
                 # Provisional route, so the tenant's users hear INDEX_UNAVAILABLE (not
                 # NO_MODEL) while its versions load; later deploys swap only when loaded.
                 state.route, _ = await self._read_route(tenant_id)
                 await self.reload(tenant_id, wait=False)
-        elif self._clock() - state.base.built_at > self._base_ttl and (
-            state.refreshing is None or state.refreshing.done()
-        ):
+        elif self._clock() - state.base.built_at > self._base_ttl and not state.refreshes.running():
             self.refresh_base(tenant_id)
         assert state.base is not None
         return state.route, state.base
@@ -237,7 +262,7 @@ class ServingState:
 
     async def _refresh_base(self, tenant_id: str) -> None:
         # Concurrent first requests join the running refresh rather than queue passes.
-        task = self._tenant(tenant_id).refreshing
+        task = self._tenant(tenant_id).refreshes.task
         if task is None or task.done():
             task = self.refresh_base(tenant_id)
         await asyncio.shield(task)
@@ -248,20 +273,7 @@ class ServingState:
         One refresh task per tenant; a call during a pass makes it run one more pass
         (that pass may have read the catalog before the change that prompted the call).
         """
-        state = self._tenant(tenant_id)
-        state.refresh_requests += 1
-        task = state.refreshing
-        if task is None or task.done():
-            task = state.refreshing = asyncio.create_task(self._refresh_until_current(tenant_id))
-        return task
-
-    async def _refresh_until_current(self, tenant_id: str) -> None:
-        state = self._tenant(tenant_id)
-        while True:
-            seen = state.refresh_requests
-            await self._build_base(tenant_id)
-            if state.refresh_requests == seen:
-                return
+        return self._tenant(tenant_id).refreshes.request(lambda: self._build_base(tenant_id))
 
     async def _build_base(self, tenant_id: str) -> None:
         state = self._tenant(tenant_id)
@@ -407,23 +419,10 @@ class ServingState:
         (first request of a tenant).
         """
         state = self._tenant(tenant_id)
-        state.reload_requests += 1
-        task = state.reloading
-        if task is None or task.done():
-            task = state.reloading = asyncio.create_task(self._reload_until_current(tenant_id))
+        task = state.reloads.request(lambda: self._reload(tenant_id))
         if not wait:
             return state.route
         return await asyncio.shield(task)
-
-    async def _reload_until_current(self, tenant_id: str) -> Route:
-        # A ModelDeployed that arrives while a pass is reading the deployment table must
-        # not be folded into that pass: it may have read the previous deployment.
-        state = self._tenant(tenant_id)
-        while True:
-            seen = state.reload_requests
-            route = await self._reload(tenant_id)
-            if state.reload_requests == seen:
-                return route
 
     async def _reload(self, tenant_id: str) -> Route:
         state = self._tenant(tenant_id)

@@ -23,6 +23,7 @@ import math
 import socket
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ from services.app import ServiceContext, WorkingModule
 from services.audit.record import record_audit
 from services.errors import FieldViolation, InvalidArgument
 from services.event_messages import TOPICS, open_envelope
-from services.events.bus import EventRecord
+from services.events.bus import EventRecord, Handler
 from services.identity.principal import PLATFORM_ADMIN, authenticator_for, source_ip
 from services.retrieval.cache import ResponseCache
 from services.retrieval.domain import IndexInfo, ServingState
@@ -388,53 +389,37 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
     internal = RetrievalInternalServicer(ctx, retrieval, replica)
     group = f"retrieval-{uuid.uuid4().hex[:12]}"
 
-    async def watch_deployments(stop: asyncio.Event) -> None:
-        consumer = bus_consumer(
-            settings,
-            ctx.sessions,
-            f"{group}-models",
-            [TOPICS["ModelDeployed"]],
-            from_beginning=False,
-        )
+    def watch(
+        suffix: str, event: str, handle: Handler
+    ) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+        """A background task consuming ``event``'s topic as this replica's own group.
 
-        async def handle(record: EventRecord) -> None:
-            tenant_id = _deployed_tenant(record)
-            if tenant_id and state.serves(tenant_id):
-                # In the background: a large index must not hold up other tenants' events.
-                await state.reload(tenant_id, wait=False)
+        From the end of the log: a replica loads current state when it starts, so it
+        only needs what changes after.
+        """
 
-        await consumer.run(handle, stop)
+        async def run(stop: asyncio.Event) -> None:
+            consumer = bus_consumer(
+                settings, ctx.sessions, f"{group}-{suffix}", [TOPICS[event]], from_beginning=False
+            )
+            await consumer.run(handle, stop)
 
-    async def watch_interactions(stop: asyncio.Event) -> None:
-        consumer = bus_consumer(
-            settings,
-            ctx.sessions,
-            f"{group}-interactions",
-            [TOPICS["InteractionsRecorded"]],
-            from_beginning=False,
-        )
+        return run
 
-        async def handle(record: EventRecord) -> None:
-            await _on_interactions(retrieval, record)
+    async def on_deployed(record: EventRecord) -> None:
+        tenant_id = _deployed_tenant(record)
+        if tenant_id and state.serves(tenant_id):
+            # In the background: a large index must not hold up other tenants' events.
+            await state.reload(tenant_id, wait=False)
 
-        await consumer.run(handle, stop)
+    async def on_interactions(record: EventRecord) -> None:
+        await _on_interactions(retrieval, record)
 
-    async def watch_catalog(stop: asyncio.Event) -> None:
-        consumer = bus_consumer(
-            settings,
-            ctx.sessions,
-            f"{group}-catalog",
-            [TOPICS["CatalogChanged"]],
-            from_beginning=False,
-        )
-
-        async def handle(record: EventRecord) -> None:
-            tenant_id = _catalog_tenant(record)
-            if tenant_id and state.serves(tenant_id):
-                # Background and coalesced: an import of 50k items is 50 events.
-                state.refresh_base(tenant_id)
-
-        await consumer.run(handle, stop)
+    async def on_catalog(record: EventRecord) -> None:
+        tenant_id = _catalog_tenant(record)
+        if tenant_id and state.serves(tenant_id):
+            # Background and coalesced: an import of 50k items is 50 events.
+            state.refresh_base(tenant_id)
 
     async def close() -> None:
         await cache.close()
@@ -452,7 +437,12 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
             services["RetrievalInternalService"].full_name,
         ],
         register=register,
-        background=[impressions.run, watch_deployments, watch_interactions, watch_catalog],
+        background=[
+            impressions.run,
+            watch("models", "ModelDeployed", on_deployed),
+            watch("interactions", "InteractionsRecorded", on_interactions),
+            watch("catalog", "CatalogChanged", on_catalog),
+        ],
         on_stop=[close],
         retrieval=retrieval,
         collectors=metrics.collectors(),
