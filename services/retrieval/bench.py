@@ -173,9 +173,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
     snapshot = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-    snapshot["load generator"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + (
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
-    )
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    snapshot["load generator"] = children.ru_utime + children.ru_stime
     return snapshot
 
 
