@@ -86,6 +86,10 @@ def bus_consumer(
             group_id,
             topics,
             auto_offset_reset="earliest" if from_beginning else "latest",
+            # The configured timeout, not librdkafka's default: a group joins after
+            # about half of it, and events published meanwhile wait for the join.
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 4, 100),
         )
     from services.events.sqllog import SqlLogConsumer
 

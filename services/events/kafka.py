@@ -21,6 +21,13 @@ Why it is built this way:
 * The consumer disables auto-commit and commits each message's offset synchronously after
   the handler returned: at-least-once. A failing handler is retried on the same message
   with backoff; nothing behind it in the partition is processed first.
+* ``auto_offset_reset="latest"`` means the end of the log as of :meth:`KafkaConsumer.run`,
+  as for the SQL log, not as of the partition assignment: a group joins seconds after
+  ``run`` starts, and librdkafka's own "latest" would skip what was published meanwhile
+  (a retriever replica serves, and so reads the current state, from its start). Partitions
+  without a committed offset are positioned by timestamp (``offsets_for_times``) and
+  records older than the start are skipped, which also covers brokers whose timestamp
+  lookup is coarse (Tansu answers with offset 0 or a batch's first offset).
 """
 
 from __future__ import annotations
@@ -28,14 +35,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka import Consumer as _RdConsumer
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from services.events.bus import (
@@ -211,7 +227,9 @@ class KafkaConsumer:
 
     ``session_timeout_ms``/``heartbeat_interval_ms`` default to production-ish values;
     tests pass 2000/500 so a group joins in about a second. ``config`` adds or overrides
-    librdkafka consumer settings.
+    librdkafka consumer settings. With ``auto_offset_reset="latest"`` a new group starts
+    at the end of the log as of ``run()`` (module docstring), less ``start_skew`` seconds
+    for producers whose clocks lag this host's.
     """
 
     def __init__(
@@ -227,11 +245,18 @@ class KafkaConsumer:
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         client_id: str | None = None,
+        start_skew: float = 2.0,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         if not topics:
             raise ValueError("topics must not be empty")
         self._group_id = group_id
+        self._start_skew_ms = int(start_skew * 1000)
+        #: Epoch ms a "latest" group starts from, fixed when run() begins.
+        self._start_ms: int | None = None
+        #: Partitions this group had never committed when assigned: only their records
+        #: older than the start are skipped (a committed partition resumes its backlog).
+        self._fresh: set[tuple[str, int]] = set()
         self._topics = list(topics)
         self._poll_timeout = poll_timeout
         self._backoff_initial = backoff_initial
@@ -257,6 +282,8 @@ class KafkaConsumer:
 
     async def run(self, handler: Handler, stop_event: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        if self._config.get("auto.offset.reset") == "latest":
+            self._start_ms = int(time.time() * 1000) - self._start_skew_ms
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{self._group_id}")
         try:
             consumer: _RdConsumer = await loop.run_in_executor(executor, self._create)
@@ -269,8 +296,66 @@ class KafkaConsumer:
 
     def _create(self) -> _RdConsumer:
         consumer = _RdConsumer(self._config)
-        consumer.subscribe(self._topics)
+        if self._start_ms is None:
+            consumer.subscribe(self._topics)
+        else:
+            consumer.subscribe(self._topics, on_assign=self._position_at_start)
         return consumer
+
+    def _position_at_start(self, consumer: _RdConsumer, partitions: list[TopicPartition]) -> None:
+        """Rebalance callback (in the poll thread): partitions this group never committed
+        start at the first record since ``run()``; the others at their committed offset.
+
+        Returning without ``assign()`` leaves them to ``auto.offset.reset``: only when the
+        broker cannot answer, and then it is said in the log.
+        """
+        start = self._start_ms
+        if start is None or not partitions:
+            return
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            fresh = [p for p in committed if p.offset < 0]
+            self._fresh.update((p.topic, p.partition) for p in fresh)
+            # High watermarks before the lookup: when it finds no record since the start,
+            # everything below them is older (librdkafka's OFFSET_END would be read later,
+            # after records that may be new).
+            ends = {
+                (p.topic, p.partition): consumer.get_watermark_offsets(p, timeout=10, cached=False)
+                for p in fresh
+            }
+            lookup = [TopicPartition(p.topic, p.partition, start) for p in fresh]
+            found = consumer.offsets_for_times(lookup, timeout=10) if lookup else []
+        except KafkaException as exc:
+            logger.warning(
+                "kafka consumer %s: cannot position %d partition(s) at the start time (%s); "
+                "events published since the start may be skipped",
+                self._group_id,
+                len(partitions),
+                exc,
+            )
+            return
+        by_partition = {(f.topic, f.partition): f for f in found}
+        positions = []
+        for p in committed:
+            key = (p.topic, p.partition)
+            offset = p.offset
+            if offset < 0:
+                hit, marks = by_partition.get(key), ends.get(key)
+                if hit is not None and hit.error is None and hit.offset >= 0:
+                    offset = hit.offset
+                elif hit is not None and hit.error is None and marks is not None:
+                    offset = marks[1]  # no record since the start
+                else:
+                    # Unknown: from the beginning; _before_start skips the old records.
+                    offset = OFFSET_BEGINNING
+            positions.append(TopicPartition(p.topic, p.partition, offset))
+        consumer.assign(positions)
+
+    def _before_start(self, message: Message) -> bool:
+        if self._start_ms is None or (message.topic(), message.partition()) not in self._fresh:
+            return False
+        kind, timestamp_ms = message.timestamp()
+        return kind != TIMESTAMP_NOT_AVAILABLE and 0 <= timestamp_ms < self._start_ms
 
     async def _loop(
         self,
@@ -292,6 +377,9 @@ class KafkaConsumer:
                     raise EventBusError(f"kafka consumer {self._group_id}: {error}")
                 if error.code() != KafkaError._PARTITION_EOF:
                     logger.debug("kafka consumer %s: %s", self._group_id, error)
+                continue
+            if self._before_start(message):
+                # Not committed: a later commit covers it, and a replay skips it again.
                 continue
             record = _to_record(message)
             if not await self._handle(handler, record, stop_event):
