@@ -11,6 +11,10 @@ a redelivered event (the consumers are idempotent per event id) never counts twi
 
 Buckets are integers since the Unix epoch (UTC): ``hour`` for the counters, ``day``
 for items and active users. See ``docs/ingestion.md`` for how GetAnalytics reads them.
+
+Active users also go into a HyperLogLog sketch per UTC hour (``sketches.py``), which
+is a read-modify-write rather than an upsert: see :func:`_record_sketches` for how
+concurrent writers keep each other's users.
 """
 
 from __future__ import annotations
@@ -19,10 +23,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from services.storage.models import AnalyticsHour, AnalyticsItemDay, AnalyticsUserDay, Item
+from services.ingestion import sketches
+from services.storage.models import (
+    AnalyticsHour,
+    AnalyticsItemDay,
+    AnalyticsUserDay,
+    AnalyticsUserHourSketch,
+    Item,
+)
 
 __all__ = ["RawInteraction", "record_interactions", "record_served"]
 
@@ -34,6 +46,7 @@ RawInteraction = tuple[Any, ...]
 _HOURLY = cast(Table, AnalyticsHour.__table__)
 _ITEMS = cast(Table, AnalyticsItemDay.__table__)
 _USERS = cast(Table, AnalyticsUserDay.__table__)
+_SKETCHES = cast(Table, AnalyticsUserHourSketch.__table__)
 _PRICE_LOOKUP = 1000
 _SQLITE_ROWS = 500
 #: PostgreSQL array type of each rollup column, for ``unnest``.
@@ -42,6 +55,7 @@ _PG_ARRAY = {
     "item_id": "TEXT[]",
     "user_id": "TEXT[]",
     "revenue": "FLOAT8[]",
+    "registers": "BYTEA[]",
     **{
         c: "INTEGER[]"
         for c in (
@@ -71,12 +85,14 @@ async def _upsert(
     rows: list[dict[str, Any]],
     merge: dict[str, str],
 ) -> None:
-    """One upsert of the batch; ``merge`` maps a column to ``add`` or ``or``."""
+    """One upsert of the batch; ``merge`` maps a column to ``add``, ``or`` or ``set``."""
     if not rows:
         return
     columns = list(rows[0])
     updates = ", ".join(
-        f"{c} = {table.name}.{c} {'+' if how == 'add' else '|'} excluded.{c}"
+        f"{c} = excluded.{c}"
+        if how == "set"
+        else f"{c} = {table.name}.{c} {'+' if how == 'add' else '|'} excluded.{c}"
         for c, how in merge.items()
     )
     tail = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
@@ -149,6 +165,7 @@ async def record_interactions(
     hours: dict[int, list[Any]] = {}
     items: dict[tuple[int, str], list[int]] = {}
     users: dict[tuple[int, str], int] = {}
+    active: dict[int, set[str]] = {}
     for row in rows:
         user_id, item_id, kind, ts, value, recommendation_id = row[:6]
         hour = int(ts.timestamp() // 3600)
@@ -172,6 +189,10 @@ async def record_interactions(
             item[0] += 1
             item[1] += click
         users[(day, user_id)] = users.get((day, user_id), 0) | (1 << (hour % 24))
+        in_hour = active.get(hour)
+        if in_hour is None:
+            in_hour = active[hour] = set()
+        in_hour.add(user_id)
     await _upsert(
         db,
         _HOURLY,
@@ -217,6 +238,90 @@ async def record_interactions(
             for (day, user_id), mask in users.items()
         ],
         {"hours": "or"},
+    )
+    await _record_sketches(db, tenant_id, active)
+
+
+async def _record_sketches(
+    db: AsyncSession | AsyncConnection, tenant_id: str, active: dict[int, set[str]]
+) -> None:
+    """Merge the batch's users into the per-hour sketches.
+
+    A sketch is rewritten whole, so two transactions merging into the same hour must
+    not both read the old value. On PostgreSQL every hour of the batch first gets a row
+    (``ON CONFLICT DO NOTHING``), then the rows are read ``FOR UPDATE``, in ascending
+    hour order in both statements so that concurrent writers queue instead of
+    deadlocking; a second writer waits at the lock and then reads the first one's
+    committed sketch. (Merge-on-read of several rows per hour would avoid the wait,
+    but the TrackEvents consumer writes a batch every few hundred milliseconds, so
+    rows would pile up and need a compaction job; writers of the same tenant and hour
+    already serialise on the ``analytics_hourly`` row they both update.) SQLite has one
+    writer at a time, and this transaction already holds the write lock.
+    """
+    if not active:
+        return
+    hours = sorted(active)
+    postgres = _dialect(db) != "sqlite"
+    # PostgreSQL: three statements per batch, whatever its size; SQLite: a SELECT and an
+    # upsert per 500 hours.
+    names = sorted({u for users in active.values() for u in users})
+    position = {u: n for n, u in enumerate(names)}
+    hashes = sketches.hash_users(names)
+    groups = np.fromiter((n for n, hour in enumerate(hours) for _ in active[hour]), dtype=np.intp)
+    members = np.fromiter(
+        (position[u] for hour in hours for u in active[hour]), dtype=np.intp, count=len(groups)
+    )
+    merged = sketches.sketches_by_group(hashes[members], groups, len(hours))
+    if postgres:
+        await db.execute(
+            text(
+                f"INSERT INTO {_SKETCHES.name} (tenant_id, hour, registers) "  # noqa: S608
+                "SELECT :tenant_id, h, CAST('' AS BYTEA) "
+                "FROM unnest(CAST(:hours AS INTEGER[])) AS h "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"tenant_id": tenant_id, "hours": hours},
+        )
+        stored = await db.execute(
+            text(
+                f"SELECT hour, registers FROM {_SKETCHES.name} "  # noqa: S608
+                "WHERE tenant_id = :tenant_id AND hour = ANY(CAST(:hours AS INTEGER[])) "
+                "ORDER BY hour FOR UPDATE"
+            ),
+            {"tenant_id": tenant_id, "hours": hours},
+        )
+        found = [(int(h), bytes(r)) for h, r in stored]
+    else:
+        found = []
+        for start in range(0, len(hours), _SQLITE_ROWS):
+            stored = await db.execute(
+                select(AnalyticsUserHourSketch.hour, AnalyticsUserHourSketch.registers).where(
+                    AnalyticsUserHourSketch.tenant_id == tenant_id,
+                    AnalyticsUserHourSketch.hour.in_(hours[start : start + _SQLITE_ROWS]),
+                )
+            )
+            found.extend((int(h), bytes(r)) for h, r in stored)
+    index = {hour: n for n, hour in enumerate(hours)}
+    unchanged: set[int] = set()
+    if found:
+        rows_of = np.array([index[h] for h, _ in found], dtype=np.intp)
+        before = sketches.decode_many([r for _, r in found])
+        after = np.maximum(merged[rows_of], before)
+        merged[rows_of] = after
+        # Users seen earlier in the hour often change no register: skip those rewrites.
+        same = (after == before).all(axis=1)
+        unchanged = {found[n][0] for n in np.flatnonzero(same).tolist()}
+    write = [n for n, hour in enumerate(hours) if hour not in unchanged]
+    blobs = sketches.encode_many(merged[write])
+    await _upsert(
+        db,
+        _SKETCHES,
+        ("tenant_id", "hour"),
+        [
+            {"tenant_id": tenant_id, "hour": hours[n], "registers": blob}
+            for n, blob in zip(write, blobs, strict=True)
+        ],
+        {"registers": "set"},
     )
 
 

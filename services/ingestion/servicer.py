@@ -445,6 +445,7 @@ class IngestionServicer(_Base):  # type: ignore[misc]
             conversion_rate=result.conversion_rate,
             attributed_revenue=result.revenue,
             active_users=result.active_users,
+            active_users_approximate=result.active_users_approximate,
             popular_items=[
                 pb.PopularItemStat(
                     item_id=p.item_id,

@@ -57,6 +57,7 @@ __all__ = [
     "AnalyticsHour",
     "AnalyticsItemDay",
     "AnalyticsUserDay",
+    "AnalyticsUserHourSketch",
     "ApiKey",
     "AuditEvent",
     "Base",
@@ -415,6 +416,25 @@ class AnalyticsUserDay(Base):
     day: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     hours: Mapped[int] = mapped_column(default=0)
+
+
+class AnalyticsUserHourSketch(Base):
+    """Per tenant and UTC hour: a HyperLogLog sketch of the users active in that hour.
+
+    GetAnalytics merges them for distinct active users over long ranges, where the
+    exact count (``analytics_user_daily``) costs one row per user and day; see
+    ``services/ingestion/sketches.py`` for the stored form (at most 4 KiB a row) and
+    the error bound. Per hour rather than per day so that local days of any whole-hour
+    time zone, daylight saving included, are unions of whole buckets.
+    """
+
+    __tablename__ = "analytics_user_hourly_hll"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    registers: Mapped[bytes] = mapped_column(LargeBinary(), default=b"")
 
 
 # --------------------------------------------------------------------------- training service

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import and_, func, insert, select
@@ -25,10 +26,14 @@ from embrec.events.v1 import events_pb2
 from embrec.ingestion.v1 import ingestion_service_pb2 as svc
 from embrec.ingestion.v1 import resources_pb2 as pb
 from services.event_messages import envelope_row
+from services.ingestion import queries as queries_module
+from services.ingestion import sketches
 from services.ingestion.queries import Queries
+from services.ingestion.rollups import record_interactions
 from services.storage.db import create_engine, session_factory
 from services.storage.migrate import upgrade
 from services.storage.models import (
+    AnalyticsUserHourSketch,
     Interaction,
     Item,
     OutboxEvent,
@@ -356,6 +361,7 @@ async def test_the_migration_backfills_the_rollups_from_existing_rows(db_url: st
     await upgrade(db_url)
     engine = create_engine(db_url)
     try:
+        await _assert_sketches_match(engine, tenant_id)
         queries = Queries(session_factory(engine))
         async with engine.connect() as connection:
             interactions = [tuple(r) for r in await connection.execute(_raw(tenant_id))]
@@ -399,5 +405,171 @@ async def test_the_migration_backfills_the_rollups_from_existing_rows(db_url: st
                 for day, m in got.daily
                 if m.interactions or m.served
             } == expected["daily"]
+    finally:
+        await engine.dispose()
+
+
+async def _assert_sketches_match(engine: Any, tenant_id: str) -> None:
+    """Every hour's stored sketch is the application's sketch of that hour's raw users."""
+    async with engine.connect() as connection:
+        raw = await connection.execute(
+            select(Interaction.ts, Interaction.user_id).where(Interaction.tenant_id == tenant_id)
+        )
+        users: dict[int, set[str]] = defaultdict(set)
+        for ts, user in raw:
+            users[int(ts.timestamp() // 3600)].add(user)
+        stored = {
+            int(hour): sketches.decode(bytes(blob))
+            for hour, blob in await connection.execute(
+                select(AnalyticsUserHourSketch.hour, AnalyticsUserHourSketch.registers).where(
+                    AnalyticsUserHourSketch.tenant_id == tenant_id
+                )
+            )
+        }
+    assert set(stored) == set(users)
+    for hour, members in users.items():
+        assert (stored[hour] == sketches.sketch(sketches.hash_users(members))).all(), hour
+
+
+def _many_users_csv(now: datetime, rows: int, users: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    lines = ["user_id,item_id,interaction_type,timestamp"]
+    for n in range(rows):
+        ts = now - timedelta(seconds=rng.randrange(60, 25 * 86400))
+        user = n if n < users else rng.randrange(users)  # every user at least once
+        lines.append(
+            f"shopper-{user},{rng.choice(ITEMS)},view,{ts.isoformat().replace('+00:00', 'Z')}"
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def _sketch_scenario(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the limit: estimates, flagged, within the bound; below: exact.
+
+    The timestamps depend on the clock, so the estimates vary between runs. With ~60
+    per-day comparisons a 3-sigma bound would fail somewhere in a third of the runs:
+    totals are held to 4 standard errors (6.5 %), each day to 5 (8.1 %), and the mean
+    per-day error to 1.5 standard errors (expected ≈ 0.8).
+    """
+    c = caller_for(stack, await make_tenant(stack))
+    now = datetime.now(UTC).replace(microsecond=0)
+    await import_csv(c, CATALOG)
+    for part in range(2):  # two imports: the second merges into existing sketches
+        body = _many_users_csv(now, 4_000, 5_000, seed=part)
+        done = await import_csv(c, body, kind="interactions")
+        assert done.rows_accepted == 4_000
+    interactions = await sql(stack, _raw(c.tenant_id))
+    sigma = sketches.STANDARD_ERROR
+    for start, end, zone in (
+        (now - timedelta(days=30), now, "UTC"),
+        (now - timedelta(days=20, hours=7), now - timedelta(hours=5), "Asia/Tokyo"),
+        (now - timedelta(days=22), now - timedelta(days=1, hours=3), "America/New_York"),
+    ):
+        expected = _brute_force(interactions, [], start, end, ZoneInfo(zone), 4)
+        request = svc.GetAnalyticsRequest(time_zone=zone, popular_items_limit=4)
+        request.time_range.start_time.FromDatetime(start)
+        request.time_range.end_time.FromDatetime(end)
+        # The default limit (50,000) is above these 8,000 rows: exact, not flagged.
+        exact = await c.stub.GetAnalytics(request, metadata=c.metadata)
+        assert not exact.active_users_approximate
+        assert exact.active_users == expected["active_users"]
+        monkeypatch.setattr(queries_module, "EXACT_USERS_LIMIT", 1_000)
+        try:
+            got = await c.stub.GetAnalytics(request, metadata=c.metadata)
+        finally:
+            monkeypatch.undo()
+        where = f"{zone} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
+        assert got.active_users_approximate, where
+        want = expected["active_users"]
+        assert abs(got.active_users - want) <= 4 * sigma * want, (where, got.active_users, want)
+        per_day = {d.date: d.active_users for d in got.daily if d.interactions}
+        assert set(per_day) == set(expected["daily"]), where
+        errors = []
+        for day, figures in expected["daily"].items():
+            users = figures[3]
+            assert abs(per_day[day] - users) <= max(5 * sigma * users, 1), (where, day, users)
+            errors.append(abs(per_day[day] - users) / users)
+        assert sum(errors) / len(errors) <= 1.5 * sigma, where
+        # Everything else stays exact.
+        assert {d.date: d.interactions for d in got.daily if d.interactions} == {
+            day: figures[0] for day, figures in expected["daily"].items()
+        }
+        assert [(p.item_id, p.interaction_count) for p in got.popular_items] == [
+            (i, n) for i, n, _, _ in expected["popular"]
+        ]
+
+
+async def test_large_ranges_estimate_active_users_on_sqlite(
+    stack_factory: StackFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _sketch_scenario(await stack_factory(internal_secret=SECRET), monkeypatch)
+
+
+@pytest.mark.integration
+async def test_large_ranges_estimate_active_users_on_postgresql(
+    stack_factory: StackFactory, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _sketch_scenario(await stack_factory(postgres_url, internal_secret=SECRET), monkeypatch)
+
+
+@pytest.mark.integration
+async def test_concurrent_writers_lose_no_users_on_postgresql(pg_scratch_url: str) -> None:
+    """Two transactions merging into the same hours: the second waits, then adds its users."""
+    await upgrade(pg_scratch_url)
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    tenant_id = str(uuid.uuid4())
+    engine = create_engine(pg_scratch_url)
+    hours = [now - timedelta(hours=h) for h in range(5)]
+
+    def rows(prefix: str) -> list[tuple[Any, ...]]:
+        return [
+            (f"{prefix}{n}", "sku-1", "view", ts, None, None)
+            for n in range(3_000)
+            for ts in hours[n % 5 :: 5]
+        ]
+
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(Tenant).values(
+                    id=tenant_id,
+                    name="Busy shop",
+                    slug=f"busy-{tenant_id[:8]}",
+                    email="a@shop.example",
+                    status="active",
+                    plan="free",
+                    settings={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        async with engine.connect() as first, engine.connect() as second:
+            await first.begin()
+            await record_interactions(first, tenant_id, rows("a-"))
+
+            async def other() -> None:
+                await second.begin()
+                await record_interactions(second, tenant_id, rows("b-"))
+                await second.commit()
+
+            waiting = asyncio.create_task(other())
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # blocked on the first writer's rows
+            await first.commit()
+            await asyncio.wait_for(waiting, 30)
+        async with engine.connect() as connection:
+            stored = {
+                int(hour): sketches.decode(bytes(blob))
+                for hour, blob in await connection.execute(
+                    select(AnalyticsUserHourSketch.hour, AnalyticsUserHourSketch.registers).where(
+                        AnalyticsUserHourSketch.tenant_id == tenant_id
+                    )
+                )
+            }
+        assert len(stored) == 5
+        for k, ts in enumerate(hours):
+            users = [f"{p}{n}" for p in ("a-", "b-") for n in range(3_000) if n % 5 == k]
+            want = sketches.sketch(sketches.hash_users(users))
+            assert np.array_equal(stored[int(ts.timestamp() // 3600)], want), ts
     finally:
         await engine.dispose()

@@ -36,6 +36,7 @@ EXPECTED_TABLES = {
     "analytics_hourly",
     "analytics_item_daily",
     "analytics_user_daily",
+    "analytics_user_hourly_hll",
 }
 
 

@@ -260,7 +260,7 @@ class CategoryCount(_message.Message):
     def __init__(self, category: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Analytics(_message.Message):
-    __slots__ = ("tenant_id", "time_range", "time_zone", "recommendations_served", "impressions", "clicks", "click_through_rate", "conversions", "conversion_rate", "attributed_revenue", "active_users", "popular_items", "daily")
+    __slots__ = ("tenant_id", "time_range", "time_zone", "recommendations_served", "impressions", "clicks", "click_through_rate", "conversions", "conversion_rate", "attributed_revenue", "active_users", "popular_items", "daily", "active_users_approximate")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +274,7 @@ class Analytics(_message.Message):
     ACTIVE_USERS_FIELD_NUMBER: _ClassVar[int]
     POPULAR_ITEMS_FIELD_NUMBER: _ClassVar[int]
     DAILY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_USERS_APPROXIMATE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     time_range: _common_pb2.TimeRange
     time_zone: str
@@ -287,7 +288,8 @@ class Analytics(_message.Message):
     active_users: int
     popular_items: _containers.RepeatedCompositeFieldContainer[PopularItemStat]
     daily: _containers.RepeatedCompositeFieldContainer[DailyMetrics]
-    def __init__(self, tenant_id: _Optional[str] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., time_zone: _Optional[str] = ..., recommendations_served: _Optional[int] = ..., impressions: _Optional[int] = ..., clicks: _Optional[int] = ..., click_through_rate: _Optional[float] = ..., conversions: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., attributed_revenue: _Optional[float] = ..., active_users: _Optional[int] = ..., popular_items: _Optional[_Iterable[_Union[PopularItemStat, _Mapping]]] = ..., daily: _Optional[_Iterable[_Union[DailyMetrics, _Mapping]]] = ...) -> None: ...
+    active_users_approximate: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., time_zone: _Optional[str] = ..., recommendations_served: _Optional[int] = ..., impressions: _Optional[int] = ..., clicks: _Optional[int] = ..., click_through_rate: _Optional[float] = ..., conversions: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., attributed_revenue: _Optional[float] = ..., active_users: _Optional[int] = ..., popular_items: _Optional[_Iterable[_Union[PopularItemStat, _Mapping]]] = ..., daily: _Optional[_Iterable[_Union[DailyMetrics, _Mapping]]] = ..., active_users_approximate: _Optional[bool] = ...) -> None: ...
 
 class PopularItemStat(_message.Message):
     __slots__ = ("item_id", "title", "category", "interaction_count", "impressions", "clicks")
