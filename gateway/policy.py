@@ -59,6 +59,7 @@ def _t(scope: str = "") -> Rule:
 #: /api/v1 are tenant methods whose service scopes them to the caller's tenant.
 RULES: dict[str, Rule] = {
     "embrec.platform.v1.PlatformService/GetHealth": _PUBLIC,
+    "embrec.platform.v1.PlatformService/GetUsage": _t("analytics:read"),
     "embrec.tenant.v1.AuthService/SignUp": _PUBLIC,
     "embrec.tenant.v1.AuthService/Login": _PUBLIC,
     "embrec.tenant.v1.AuthService/RefreshToken": _PUBLIC,

@@ -73,9 +73,13 @@ def _service_module(name: str, ctx: ServiceContext) -> ServiceModule:
     raise ValueError(f"unknown service {name!r}")
 
 
-def _platform_module(runtime_ref: list[Runtime], settings: Settings) -> ServiceModule:
+def _platform_module(runtime_ref: list[Runtime], ctx: ServiceContext) -> ServiceModule:
     from embrec.platform.v1 import platform_service_pb2, platform_service_pb2_grpc
+    from services.identity.principal import authenticator_for
     from services.platform.servicer import Component, PlatformServicer
+    from services.platform.usage import UsageReport
+
+    settings = ctx.settings
 
     def local_components() -> list[Component]:
         runtime = runtime_ref[0]
@@ -88,7 +92,11 @@ def _platform_module(runtime_ref: list[Runtime], settings: Settings) -> ServiceM
             components.append(Component(name=dependency, up=up, message=message))
         return components
 
-    servicer = PlatformServicer(local_components, dict(settings.health_targets))
+    servicer = PlatformServicer(
+        local_components,
+        dict(settings.health_targets),
+        usage=lambda: UsageReport(authenticator_for(ctx), ctx.sessions),
+    )
     descriptor = platform_service_pb2.DESCRIPTOR.services_by_name["PlatformService"]
     return ServiceModuleSpec(
         "platform",
@@ -114,6 +122,8 @@ async def build_runtime(
     this process) but not PostgreSQL, where ``embrec migrate`` is an explicit step.
     """
     from services.events.outbox import OutboxRelay
+    from services.platform import usage_store
+    from services.runtime.usage import UsageRecorder
     from services.storage import migrate as migrations
     from services.storage.db import create_engine, session_factory
 
@@ -128,7 +138,7 @@ async def build_runtime(
     ctx = ServiceContext(settings=settings, engine=engine, sessions=sessions)
 
     runtime_ref: list[Runtime] = []
-    modules = [_platform_module(runtime_ref, settings)]
+    modules = [_platform_module(runtime_ref, ctx)]
     modules += [_service_module(name, ctx) for name in service_names]
 
     relay = OutboxRelay(sessions, _publisher(settings, sessions))
@@ -145,6 +155,15 @@ async def build_runtime(
                 logger.warning("could not create Kafka topics yet: %s", exc)
         await relay.run(stop)
 
+    usage = UsageRecorder()
+
+    async def run_usage_flush(stop: asyncio.Event) -> None:
+        await usage_store.run_usage_flush(usage, sessions, settings.usage_flush_seconds, stop)
+
+    async def flush_usage() -> None:
+        # After the server drained, so the last calls are in; before the engine goes.
+        await usage_store.flush_once(usage, sessions)
+
     async def dispose() -> None:
         await engine.dispose()
 
@@ -152,8 +171,13 @@ async def build_runtime(
         settings=settings,
         modules=modules,
         probes=[HealthProbe("database", lambda: _database_ping(engine))],
-        background=[run_relay, *(w for m in modules for w in getattr(m, "background", ()))],
-        on_stop=[*(h for m in modules for h in getattr(m, "on_stop", ())), dispose],
+        background=[
+            run_relay,
+            run_usage_flush,
+            *(w for m in modules for w in getattr(m, "background", ())),
+        ],
+        on_stop=[*(h for m in modules for h in getattr(m, "on_stop", ())), flush_usage, dispose],
+        usage=usage,
     )
     runtime_ref.append(runtime)
     # Service metrics (e.g. retrieval's cache hit rate) join the runtime's registry.

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     health_poll_seconds: float = Field(default=2.0, gt=0)
+    usage_flush_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often each process writes its API usage counts (GetUsage lags by this).",
+    )
     health_probe_timeout_seconds: float = Field(
         default=2.0, gt=0, description="A dependency slower than this counts as down."
     )

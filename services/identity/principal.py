@@ -66,6 +66,7 @@ from services.identity.credentials import (
     principal_from_headers,
     verify_access_token,
 )
+from services.runtime.context import note_tenant
 
 if TYPE_CHECKING:
     import grpc
@@ -389,6 +390,7 @@ class Authenticator:
         if principal.tenant_id:
             tenant = await self.tenant_state(principal.tenant_id)
             _check_tenant_state(tenant, principal, allow_suspended)
+            note_tenant(principal.tenant_id)
         return principal
 
     async def resolve_tenant(self, principal: Principal, requested: str = "") -> TenantRecord:
@@ -408,6 +410,7 @@ class Authenticator:
             tenant = await self._directory.tenant(requested)
             if tenant is None:
                 raise NotFound("tenant", requested)
+            note_tenant(tenant.id)
             return tenant
         if not principal.tenant_id:
             raise PermissionDenied(

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from embrec.platform.v1 import platform_service_pb2 as pb
 from embrec.platform.v1 import platform_service_pb2_grpc as pb_grpc
 from services.errors import Unavailable
+from services.platform.usage import UsageReport
 
 __all__ = ["Component", "PlatformServicer"]
 
@@ -57,9 +58,20 @@ class PlatformServicer(pb_grpc.PlatformServiceServicer):
         self,
         local_components: Callable[[], Sequence[Component]],
         peers: dict[str, str],
+        usage: Callable[[], UsageReport],
     ) -> None:
         self._local = local_components
         self._peers = peers
+        # Built on first use: it needs the identity secrets, which GetHealth does not.
+        self._usage_factory = usage
+        self._usage: UsageReport | None = None
+
+    async def GetUsage(
+        self, request: pb.GetUsageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Usage:
+        if self._usage is None:
+            self._usage = self._usage_factory()
+        return await self._usage.get_usage(request, context)
 
     async def GetHealth(
         self, request: pb.GetHealthRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -38,6 +38,7 @@ from services.retrieval.cache import ResponseCache
 from services.retrieval.domain import Route, ServingState, version_label
 from services.retrieval.impressions import ImpressionBuffer
 from services.retrieval.metrics import RetrievalMetrics
+from services.runtime.context import note_cache_hit
 
 __all__ = ["RecommendQuery", "Retrieval"]
 
@@ -104,6 +105,7 @@ class Retrieval:
             if cached is not None:
                 response = pb.RecommendResponse.FromString(cached)
                 response.recommendation_id = new_recommendation_id()
+                note_cache_hit()
                 self._served(tenant_id, query.user_id, response, cache_hit=True)
                 return response
 

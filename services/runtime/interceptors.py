@@ -1,6 +1,7 @@
-"""Server interceptors: request id, access log, metrics and the error boundary.
+"""Server interceptors: request id, access log, metrics, usage metering and the error
+boundary.
 
-All four live in one interceptor because they share the call's start time, its
+All of them live in one interceptor because they share the call's start time, its
 request id and its final status code. Handlers may be coroutines or async
 generators (server-streaming, reflection, health Watch): a generator is iterated,
 never awaited (FACTS: awaiting one breaks streaming RPCs).
@@ -17,9 +18,16 @@ from typing import Any
 
 import grpc
 
-from services.runtime.context import REQUEST_ID_HEADER, new_request_id, request_id_var
+from services.runtime.context import (
+    REQUEST_ID_HEADER,
+    CallFacts,
+    call_facts_var,
+    new_request_id,
+    request_id_var,
+)
 from services.runtime.errors import classify, to_grpc_status
 from services.runtime.metrics import ServerMetrics
+from services.runtime.usage import UsageRecorder
 
 __all__ = ["RuntimeInterceptor"]
 
@@ -57,9 +65,12 @@ class _Call:
         self.request_id = new_request_id(metadata.get(REQUEST_ID_HEADER))
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
+        self.started_at = time.time()
+        self.facts = CallFacts()
 
     async def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         request_id_var.set(self.request_id)
+        call_facts_var.set(self.facts)
         self.interceptor.metrics.in_flight.labels(self.service, self.method).inc()
         await context.send_initial_metadata(((REQUEST_ID_HEADER, self.request_id),))
 
@@ -80,6 +91,17 @@ class _Call:
         metrics.in_flight.labels(self.service, self.method).dec()
         metrics.latency.labels(self.service, self.method).observe(elapsed)
         metrics.handled.labels(self.service, self.method, self.code.name).inc()
+        usage = self.interceptor.usage
+        if usage is not None:
+            usage.record(
+                tenant_id=self.facts.tenant_id,
+                service=self.service,
+                method=self.method,
+                code=self.code,
+                elapsed_seconds=elapsed,
+                started_at=self.started_at,
+                cache_hit=self.facts.cache_hit,
+            )
         level = logging.DEBUG if self.service in _QUIET_SERVICES else logging.INFO
         access_logger.log(
             level,
@@ -104,10 +126,11 @@ class _Call:
 
 
 class RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every handler with request id, access log, metrics and error mapping."""
+    """Wraps every handler with request id, access log, metrics, usage and error mapping."""
 
-    def __init__(self, metrics: ServerMetrics) -> None:
+    def __init__(self, metrics: ServerMetrics, usage: UsageRecorder | None = None) -> None:
         self.metrics = metrics
+        self.usage = usage
 
     async def intercept_service(
         self,

@@ -26,6 +26,7 @@ from services.config import ConfigError, Settings
 from services.runtime.interceptors import RuntimeInterceptor
 from services.runtime.metrics import ServerMetrics
 from services.runtime.tracing import tracing_interceptor
+from services.runtime.usage import UsageRecorder
 
 __all__ = ["HealthProbe", "Runtime", "ServiceModule", "ServiceModuleSpec"]
 
@@ -83,6 +84,8 @@ class Runtime:
     background: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = ()
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    #: API usage counted per call; None leaves calls unmetered (tests of the bare runtime).
+    usage: UsageRecorder | None = None
 
     def __post_init__(self) -> None:
         self.health = health.aio.HealthServicer()
@@ -102,7 +105,9 @@ class Runtime:
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful when port 0 was asked)."""
-        interceptors: list[grpc.aio.ServerInterceptor] = [RuntimeInterceptor(self.metrics)]
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            RuntimeInterceptor(self.metrics, self.usage)
+        ]
         tracing = tracing_interceptor(
             self.settings.tracing_exporter, "embrec-" + "-".join(m.name for m in self.modules)
         )

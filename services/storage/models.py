@@ -635,3 +635,33 @@ class ConsumerOffset(Base):
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class UsageHour(Base):
+    """API calls metered by the service processes, per tenant, UTC hour and method.
+
+    Written by each process's usage flush (``services/platform/usage_store.py``) with
+    additive upserts, read by GetUsage. ``tenant_id`` is empty for calls that act on no
+    tenant (a platform admin's listing); it has no foreign key so a deleted tenant's
+    history stays countable. ``le_*ms`` count the calls at or under each latency bound;
+    the calls above the last bound are ``calls`` minus their sum.
+    """
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (Index(None, "hour"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    hour: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    service: Mapped[str] = mapped_column(String(200), primary_key=True)
+    method: Mapped[str] = mapped_column(String(100), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    client_errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    server_errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms_total: Mapped[float] = mapped_column(Float, default=0.0)
+    le_1ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_5ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_25ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_100ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_500ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    le_2500ms: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -37,6 +37,7 @@ EXPECTED_TABLES = {
     "analytics_item_daily",
     "analytics_user_daily",
     "analytics_user_hourly_hll",
+    "usage_hourly",
 }
 
 

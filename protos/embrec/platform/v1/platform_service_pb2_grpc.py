@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class PlatformServiceStub:
     """Liveness and readiness of the platform as a whole, for load balancers,
-    uptime checks and the console's monitoring page. Per-process gRPC health
-    (grpc.health.v1) stays separate: this aggregates the deployment.
+    uptime checks and the console's monitoring page, and the API usage every
+    service process meters. Per-process gRPC health (grpc.health.v1) stays
+    separate: this aggregates the deployment.
     """
 
     def __init__(self, channel):
@@ -42,12 +43,18 @@ class PlatformServiceStub:
                 request_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthRequest.SerializeToString,
                 response_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/embrec.platform.v1.PlatformService/GetUsage',
+                request_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.Usage.FromString,
+                _registered_method=True)
 
 
 class PlatformServiceServicer:
     """Liveness and readiness of the platform as a whole, for load balancers,
-    uptime checks and the console's monitoring page. Per-process gRPC health
-    (grpc.health.v1) stays separate: this aggregates the deployment.
+    uptime checks and the console's monitoring page, and the API usage every
+    service process meters. Per-process gRPC health (grpc.health.v1) stays
+    separate: this aggregates the deployment.
     """
 
     def GetHealth(self, request, context):
@@ -63,6 +70,26 @@ class PlatformServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Reports API usage metered by every service process: calls, errors,
+        latency, recommendations served and cache hits, as totals, a time series
+        and per method, e.g.
+        `GET /api/v1/usage?time_range.start_time=2026-11-01T00:00:00Z`.
+
+        A tenant's users and API keys (scope analytics:read) see their own
+        tenant. Platform admins name a tenant, or leave tenant_id empty for the
+        whole platform, including calls that act on no tenant.
+        Figures lag the calls by at most the metering flush interval (10 s by
+        default).
+
+        Returns INVALID_ARGUMENT if the range is inverted or longer than 366 days,
+        NOT_FOUND for an unknown tenant (admins), PERMISSION_DENIED for another
+        tenant or without analytics:read, UNAUTHENTICATED without credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlatformServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -70,6 +97,11 @@ def add_PlatformServiceServicer_to_server(servicer, server):
                     servicer.GetHealth,
                     request_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthRequest.FromString,
                     response_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetUsageRequest.FromString,
+                    response_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.Usage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -81,8 +113,9 @@ def add_PlatformServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PlatformService:
     """Liveness and readiness of the platform as a whole, for load balancers,
-    uptime checks and the console's monitoring page. Per-process gRPC health
-    (grpc.health.v1) stays separate: this aggregates the deployment.
+    uptime checks and the console's monitoring page, and the API usage every
+    service process meters. Per-process gRPC health (grpc.health.v1) stays
+    separate: this aggregates the deployment.
     """
 
     @staticmethod
@@ -102,6 +135,33 @@ class PlatformService:
             '/embrec.platform.v1.PlatformService/GetHealth',
             embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthRequest.SerializeToString,
             embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embrec.platform.v1.PlatformService/GetUsage',
+            embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetUsageRequest.SerializeToString,
+            embrec_dot_platform_dot_v1_dot_platform__service__pb2.Usage.FromString,
             options,
             channel_credentials,
             insecure,
