@@ -61,6 +61,9 @@ class ApiError(Exception):
     reason: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+    #: The status's packed details as sent (google.protobuf.Any), for pages that
+    #: read a service-specific one, e.g. GetHealth's HealthReport.
+    details: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         return self.message
@@ -75,11 +78,13 @@ def describe_error(error: grpc.aio.AioRpcError) -> ApiError:
     code = error.code()
     reason, request_id = "", ""
     fields: dict[str, str] = {}
+    details: tuple[Any, ...] = ()
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type,unused-ignore]
     except ValueError:
         status = None
     if status is not None:
+        details = tuple(status.details)
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
@@ -104,7 +109,7 @@ def describe_error(error: grpc.aio.AioRpcError) -> ApiError:
             message = f"{message} ({listed})"
     if request_id and code == grpc.StatusCode.INTERNAL:
         message = f"{message} (request id {request_id})"
-    return ApiError(code, message, reason, fields, request_id)
+    return ApiError(code, message, reason, fields, request_id, details)
 
 
 class Channels:

@@ -76,7 +76,7 @@ async def test_platform_admin_changes_password_on_the_account_page(
     user = console_user
     email = await make_admin(stack)
     await log_in(user, email)
-    await see(user, "Platform KPIs")
+    await see(user, "API calls (24 h)")
     await user.open("/admin/account")
     await see(user, "Change password")
     fill(user, current_password=PASSWORD, new_password=NEW_PASSWORD, confirm_password=NEW_PASSWORD)
@@ -84,4 +84,4 @@ async def test_platform_admin_changes_password_on_the_account_page(
     await see(user, "Password changed. Every other session has been signed out.")
     await user.open("/logout")
     await log_in(user, email, NEW_PASSWORD)
-    await see(user, "Platform KPIs")
+    await see(user, "API calls (24 h)")

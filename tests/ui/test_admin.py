@@ -41,7 +41,7 @@ async def test_admin_creates_suspends_and_reactivates_a_tenant(
     user = console_user
     email = await make_admin(stack)
     await log_in(user, email)
-    await see(user, "Platform KPIs")  # the dashboard, honest about what is missing
+    await see(user, "API calls (24 h)")  # the dashboard
     await user.open("/admin/tenants")
     await see(user, "Create tenant")
 

@@ -6,28 +6,35 @@ the services decide (and audit) what each action may do.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from nicegui import ui
 
 from embrec.audit.v1 import audit_service_pb2 as audit_pb
 from embrec.audit.v1 import resources_pb2 as audit_res
+from embrec.common.v1 import common_pb2
+from embrec.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from embrec.platform.v1 import platform_service_pb2 as platform_pb
 from embrec.tenant.v1 import auth_service_pb2 as auth_pb
 from embrec.tenant.v1 import resources_pb2 as tenant_res
 from embrec.tenant.v1 import tenant_service_pb2 as tenant_pb
+from embrec.training.v1 import resources_pb2 as train_res
+from embrec.training.v1 import training_service_pb2 as train_pb
 
 from .. import session
-from ..client import ApiError
-from ..formatting import when
+from ..client import Api, ApiError
+from ..formatting import percent, when
+from ..health import TenantFacts, health_report, platform_alerts, score_tenant
 from ..layout import (
     empty_state,
     error_banner,
     floating_dialog,
     frame,
     guarded,
-    not_built,
     require,
     show_error,
 )
@@ -56,6 +63,228 @@ def _timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
+T = TypeVar("T")
+
+_HOURLY = platform_pb.USAGE_GRANULARITY_HOUR
+_DAILY = platform_pb.USAGE_GRANULARITY_DAY
+#: Per-tenant scoring makes up to four calls per tenant; a page of tenants at once
+#: would queue dozens of calls on the services, so a few tenants are fetched at a time.
+_SCORING_CONCURRENCY = 5
+NO_CALLS = "No API calls in this period yet"
+
+
+async def _try(call: Awaitable[T]) -> T | ApiError:
+    """The reply, or the ApiError as a value: one failed figure must not sink the page."""
+    try:
+        return await call
+    except ApiError as error:
+        return error
+
+
+def _usage_request(
+    tenant_id: str,
+    *,
+    hours: int = 0,
+    days: int = 0,
+    granularity: platform_pb.UsageGranularity = _HOURLY,
+) -> platform_pb.GetUsageRequest:
+    """Usage up to now; the service rounds the range out to whole UTC hours."""
+    now = datetime.now(UTC)
+    return platform_pb.GetUsageRequest(
+        tenant_id=tenant_id,
+        time_range=common_pb2.TimeRange(
+            start_time=_timestamp(now - timedelta(hours=hours, days=days)),
+            end_time=_timestamp(now),
+        ),
+        granularity=granularity,
+    )
+
+
+def _kpi(label: str, value: str, caption: str = "") -> None:
+    with ui.card().classes("min-w-[10rem] grow"):
+        ui.label(label).classes("text-subtitle2 text-grey-8")
+        ui.label(value).classes("text-h5 kpi-value")
+        if caption:
+            ui.label(caption).classes("text-caption")
+
+
+def _kpi_from(label: str, reply: T | ApiError, value: Callable[[T], str]) -> None:
+    """A KPI card, or the same card saying why its figure is missing."""
+    if isinstance(reply, ApiError):
+        with ui.card().classes("min-w-[10rem] grow"):
+            ui.label(label).classes("text-subtitle2 text-grey-8")
+            error_banner(reply)
+        return
+    _kpi(label, value(reply))
+
+
+def _usage_chart(usage: platform_pb.Usage, series: Sequence[tuple[str, str]]) -> None:
+    """A line per counter of the usage series, one point per hour or day."""
+    pattern = "%H:00" if usage.granularity == _HOURLY else "%d %b"
+    labels = [b.start_time.ToDatetime().strftime(pattern) for b in usage.series]
+    ui.echart(
+        {
+            "tooltip": {"trigger": "axis"},
+            "legend": {},
+            "grid": {"left": 48, "right": 16},
+            "xAxis": {"type": "category", "data": labels},
+            "yAxis": {"type": "value", "minInterval": 1},
+            "series": [
+                {
+                    "name": name,
+                    "type": "line",
+                    "data": [getattr(b.counts, field) for b in usage.series],
+                }
+                for name, field in series
+            ],
+        }
+    ).classes("w-full h-72")
+
+
+def _latency(ms: float, over: bool = False) -> str:
+    """A percentile as what it is: the upper bound of a histogram bucket."""
+    if over:
+        return f"> {ms:.0f} ms"
+    return f"≤ {ms:.0f} ms" if ms else "—"
+
+
+def _short_service(name: str) -> str:
+    """'embrec.retrieval.v1.RetrievalService' → 'RetrievalService'."""
+    return name.rsplit(".", 1)[-1]
+
+
+def _columns(*names: tuple[str, str]) -> list[dict[str, object]]:
+    return [
+        {"name": key, "label": label, "field": key, "align": "left", "sortable": True}
+        for key, label in names
+    ]
+
+
+def _service_rows(usage: platform_pb.Usage) -> list[dict[str, object]]:
+    totals: dict[str, list[float]] = {}
+    for m in usage.methods:
+        row = totals.setdefault(m.service, [0, 0, 0, 0.0])
+        row[0] += m.counts.api_calls
+        row[1] += m.counts.client_errors
+        row[2] += m.counts.server_errors
+        row[3] += m.counts.mean_latency_ms * m.counts.api_calls
+    busiest = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+    return [
+        {
+            "service": _short_service(service),
+            "calls": int(calls),
+            "client_errors": int(client),
+            "server_errors": int(server),
+            "error_rate": percent(server / calls if calls else 0.0),
+            "mean_latency": f"{weighted / calls:.1f} ms" if calls else "—",
+        }
+        for service, (calls, client, server, weighted) in busiest
+    ]
+
+
+def _method_rows(usage: platform_pb.Usage) -> list[dict[str, object]]:
+    methods = sorted(usage.methods, key=lambda m: (-m.counts.api_calls, m.service, m.method))
+    return [
+        {
+            "id": f"{m.service}/{m.method}",
+            "service": _short_service(m.service),
+            "method": m.method,
+            "calls": m.counts.api_calls,
+            "client_errors": m.counts.client_errors,
+            "server_errors": m.counts.server_errors,
+            "error_rate": percent(m.counts.error_rate),
+            "p50": _latency(m.p50_latency_ms),
+            "p95": _latency(m.p95_latency_ms),
+            "p99": _latency(m.p99_latency_ms, m.latency_over_last_bound),
+        }
+        for m in methods
+    ]
+
+
+def _health_parts(
+    reply: platform_pb.GetHealthResponse | ApiError,
+) -> tuple[str, str, list[platform_pb.ComponentHealth]]:
+    """(status or "", error message, components reported) from GetHealth's answer."""
+    if not isinstance(reply, ApiError):
+        return reply.status, "", []
+    report = health_report(reply.details)
+    return "", reply.message, list(report.components) if report else []
+
+
+async def _tenant_facts(api: Api, tenant_id: str, now: datetime) -> TenantFacts | ApiError:
+    """What the health score needs about one tenant; the first failed call otherwise."""
+    stats, usage, deployments = await asyncio.gather(
+        _try(api.call(api.ingestion.GetDataStats, ing_pb.GetDataStatsRequest(tenant_id=tenant_id))),
+        _try(api.call(api.platform.GetUsage, _usage_request(tenant_id, hours=24))),
+        _try(
+            api.call(
+                api.training.ListDeployments,
+                train_pb.ListDeploymentsRequest(tenant_id=tenant_id, page_size=20),
+            )
+        ),
+    )
+    if isinstance(stats, ApiError):
+        return stats
+    if isinstance(usage, ApiError):
+        return usage
+    if isinstance(deployments, ApiError):
+        return deployments
+    last = (
+        stats.last_interaction_time.ToDatetime(UTC)
+        if stats.HasField("last_interaction_time")
+        else None
+    )
+    facts = TenantFacts(
+        last_interaction=last,
+        api_calls=usage.totals.api_calls,
+        server_errors=usage.totals.server_errors,
+    )
+    active = next(
+        (
+            d
+            for d in deployments.deployments
+            if d.state == train_res.DEPLOYMENT_STATE_ACTIVE and d.traffic_split
+        ),
+        None,
+    )
+    if active is None:
+        return facts
+    # The version with the most traffic is the one the tenant's users mostly see.
+    version = max(active.traffic_split, key=lambda split: split.percent).model_version
+    model = await _try(
+        api.call(
+            api.training.GetModel,
+            train_pb.GetModelRequest(tenant_id=tenant_id, model_version=version),
+        )
+    )
+    if isinstance(model, ApiError):
+        return model
+    return TenantFacts(
+        last_interaction=last,
+        api_calls=facts.api_calls,
+        server_errors=facts.server_errors,
+        model_version=model.version,
+        model_created=model.create_time.ToDatetime(UTC),
+        ndcg_at_10=model.metrics.get("ndcg@10"),
+    )
+
+
+async def _health_row(
+    api: Api, tenant: tenant_res.Tenant, limit: asyncio.Semaphore
+) -> dict[str, object]:
+    row: dict[str, object] = {"id": tenant.id, "tenant": f"{tenant.name} ({tenant.slug})"}
+    async with limit:
+        now = datetime.now(UTC)
+        facts = await _tenant_facts(api, tenant.id, now)
+    if isinstance(facts, ApiError):
+        return {**row, "score": "—", "problem": f"Could not score: {facts.message}"}
+    health = score_tenant(facts, now)
+    row["score"] = health.score
+    for part in health.parts:
+        row[part.name] = f"{part.score} · {part.reason}"
+    return row
+
+
 def register() -> None:
     @ui.page("/admin")
     async def dashboard() -> None:
@@ -63,31 +292,85 @@ def register() -> None:
         if who is None:
             return
         with frame("Dashboard", who):
+            kpis = ui.row().classes("w-full gap-4")
+            with kpis:
+                ui.spinner()
+                ui.label("Loading the platform's figures…")
+            alerts_box = ui.column().classes("w-full")
+            with ui.card().classes("w-full"):
+                with ui.row().classes("w-full items-center justify-between"):
+                    ui.label("API calls and server errors").classes("text-h6")
+                    period = ui.toggle(
+                        {"day": "Last 24 hours", "month": "Last 30 days"}, value="day"
+                    )
+                trend = ui.column().classes("w-full")
+            await ui.context.client.connected()
             api = session.api()
-            with ui.row().classes("w-full gap-4"):
-                with ui.card().classes("min-w-[12rem]"):
-                    ui.label("Tenants").classes("text-subtitle2 text-grey-8")
-                    try:
-                        reply = await api.call(
-                            api.tenants.ListTenants, tenant_pb.ListTenantsRequest(page_size=1)
-                        )
-                        ui.label(str(reply.total_size)).classes("text-h4")
-                    except ApiError as error:
-                        error_banner(error)
-                with ui.card().classes("min-w-[12rem]"):
-                    ui.label("Platform health").classes("text-subtitle2 text-grey-8")
-                    try:
-                        health = await api.call(
-                            api.platform.GetHealth, platform_pb.GetHealthRequest()
-                        )
-                        ui.label(health.status).classes("text-h4 text-positive")
-                    except ApiError as error:
-                        ui.label("unhealthy").classes("text-h4 text-negative")
-                        ui.label(error.message).classes("text-caption")
-            not_built(
-                "Platform KPIs (API calls, recommendations served, error rate, active alerts) "
-                "and trend charts"
+            tenants, health, day, hour, month = await asyncio.gather(
+                _try(api.call(api.tenants.ListTenants, tenant_pb.ListTenantsRequest(page_size=1))),
+                _try(api.call(api.platform.GetHealth, platform_pb.GetHealthRequest())),
+                _try(api.call(api.platform.GetUsage, _usage_request("", hours=24))),
+                _try(api.call(api.platform.GetUsage, _usage_request("", hours=1))),
+                _try(
+                    api.call(
+                        api.platform.GetUsage,
+                        _usage_request("", days=30, granularity=_DAILY),
+                    )
+                ),
             )
+            status, health_error, components = _health_parts(health)
+            alerts = platform_alerts(
+                health_status=status,
+                health_error=health_error,
+                components=components,
+                last_hour=None if isinstance(hour, ApiError) else hour,
+            )
+            kpis.clear()
+            with kpis:
+                _kpi_from("Tenants", tenants, lambda r: f"{r.total_size:,}")
+                _kpi_from("API calls (24 h)", day, lambda u: f"{u.totals.api_calls:,}")
+                _kpi_from(
+                    "Recommendations served (24 h)", day, lambda u: f"{u.totals.recommendations:,}"
+                )
+                _kpi_from("Error rate (24 h)", day, lambda u: percent(u.totals.error_rate))
+                _kpi("Active alerts", str(len(alerts)))
+                _kpi("Platform health", status or "unhealthy")
+            with alerts_box:
+                if isinstance(hour, ApiError):
+                    error_banner(hour, what="Could not check the last hour's usage alerts")
+                if not alerts and not isinstance(hour, ApiError):
+                    with ui.row().classes("items-center gap-2 text-positive"):
+                        ui.icon("check_circle")
+                        ui.label("No active alerts.")
+                for alert in alerts:
+                    critical = alert.severity == "critical"
+                    with (
+                        ui.card().classes("w-full alert-row"),
+                        ui.row().classes("items-center gap-3 no-wrap"),
+                    ):
+                        ui.icon("error" if critical else "warning").classes(
+                            "text-negative" if critical else "text-warning"
+                        )
+                        with ui.column().classes("gap-0"):
+                            ui.label(alert.title).classes("text-weight-bold")
+                            ui.label(alert.detail).classes("text-caption")
+
+            def draw() -> None:
+                trend.clear()
+                usage = day if period.value == "day" else month
+                with trend:
+                    if isinstance(usage, ApiError):
+                        error_banner(usage, what="Could not load API usage")
+                    elif not usage.totals.api_calls:
+                        empty_state(NO_CALLS, "insights")
+                    else:
+                        _usage_chart(
+                            usage,
+                            (("API calls", "api_calls"), ("Server errors", "server_errors")),
+                        )
+
+            period.on_value_change(draw)
+            draw()
 
     @ui.page("/admin/tenants")
     async def tenants() -> None:
@@ -298,7 +581,39 @@ def register() -> None:
                                     f"/admin/models?tenant={tenant.id}"
                                 ),
                             ).props("flat")
-                    not_built("Usage charts for this tenant")
+                    usage_box = ui.column().classes("w-full")
+                with usage_box:
+                    ui.spinner()
+                usage = await _try(
+                    api.call(
+                        api.platform.GetUsage,
+                        _usage_request(tenant.id, days=30, granularity=_DAILY),
+                    )
+                )
+                usage_box.clear()
+                with usage_box, ui.card().classes("w-full"):
+                    ui.label("Usage, last 30 days").classes("text-h6")
+                    if isinstance(usage, ApiError):
+                        error_banner(usage, what="Could not load this tenant's usage")
+                        return
+                    totals = usage.totals
+                    with ui.row().classes("w-full gap-4"):
+                        _kpi("API calls", f"{totals.api_calls:,}")
+                        _kpi("Recommendations served", f"{totals.recommendations:,}")
+                        _kpi("Server errors", f"{totals.server_errors:,}")
+                        _kpi("Error rate", percent(totals.error_rate))
+                        _kpi("Cache hit rate", percent(totals.cache_hit_rate))
+                    if not totals.api_calls:
+                        empty_state(NO_CALLS, "insights")
+                    else:
+                        _usage_chart(
+                            usage,
+                            (
+                                ("API calls", "api_calls"),
+                                ("Recommendations", "recommendations"),
+                                ("Server errors", "server_errors"),
+                            ),
+                        )
 
             def ask(action: str) -> None:
                 with floating_dialog() as dialog, ui.card():
@@ -378,7 +693,71 @@ def register() -> None:
         if who is None:
             return
         with frame("Support", who):
-            not_built("Tenant health scores (data freshness, error rate, model age, quality)")
+            with ui.card().classes("w-full"):
+                ui.label("Tenant health").classes("text-h6")
+                ui.label(
+                    "0-100, the mean of four parts, each 0-100: data freshness (full within "
+                    "a day of the newest interaction, none after 30 days), server-error rate "
+                    "over 24 h (full at 0 %, none from 5 %), age of the serving model (full "
+                    "within 7 days, none after 60 or without one) and its NDCG@10 (full from "
+                    "0.30)."
+                ).classes("text-caption")
+                scores = ui.column().classes("w-full")
+                with scores:
+                    ui.spinner()
+                with ui.row().classes("items-center"):
+                    previous = ui.button("Previous", on_click=lambda: page(-1)).props("flat")
+                    page_label = ui.label("")
+                    following = ui.button("Next", on_click=lambda: page(1)).props("flat")
+            tokens = [""]
+            position = {"index": 0}
+
+            async def load() -> None:
+                index = position["index"]
+                scores.clear()
+                with scores:
+                    ui.spinner()
+                api = session.api()
+                try:
+                    reply = await api.call(
+                        api.tenants.ListTenants,
+                        tenant_pb.ListTenantsRequest(page_size=PAGE_SIZE, page_token=tokens[index]),
+                    )
+                except ApiError as error:
+                    scores.clear()
+                    with scores:
+                        error_banner(error, what="Could not list tenants")
+                    return
+                if len(tokens) == index + 1 and reply.next_page_token:
+                    tokens.append(reply.next_page_token)
+                limit = asyncio.Semaphore(_SCORING_CONCURRENCY)
+                rows = await asyncio.gather(*(_health_row(api, t, limit) for t in reply.tenants))
+                scores.clear()
+                with scores:
+                    if not rows:
+                        empty_state("No tenants yet: create one on the Tenants page.")
+                    else:
+                        columns = [
+                            ("tenant", "Tenant"),
+                            ("score", "Score"),
+                            ("freshness", "Data freshness"),
+                            ("errors", "Error rate"),
+                            ("model_age", "Model age"),
+                            ("quality", "Offline quality"),
+                        ]
+                        if any("problem" in row for row in rows):
+                            columns.append(("problem", "Problem"))
+                        ui.table(columns=_columns(*columns), rows=rows, row_key="id").classes(
+                            "w-full health-scores"
+                        ).props("wrap-cells")
+                page_label.text = f"Page {index + 1} · {reply.total_size} tenants"
+                previous.set_enabled(index > 0)
+                following.set_enabled(bool(reply.next_page_token))
+
+            async def page(step: int) -> None:
+                position["index"] = max(0, position["index"] + step)
+                await load()
+
             with ui.card().classes("w-full"):
                 ui.label("Impersonate a tenant").classes("text-h6")
                 ui.label(
@@ -386,30 +765,10 @@ def register() -> None:
                     "page while it lasts, and it is recorded in the audit trail."
                 )
                 options = await _tenant_options()
-                if options is None:
-                    return
-                picked = ui.select(options, label="Tenant", with_input=True).classes(
-                    "min-w-[16rem]"
-                )
-                reason = ui.input("Reason (required, audited)")
-
-                async def start() -> None:
-                    if not picked.value or not (reason.value or "").strip():
-                        ui.notify("Pick a tenant and give a reason.", type="warning")
-                        return
-                    api = session.api()
-                    reply = await api.call(
-                        api.auth.Impersonate,
-                        auth_pb.ImpersonateRequest(
-                            tenant_id=str(picked.value), reason=reason.value.strip()
-                        ),
-                    )
-                    session.start_impersonation(
-                        reply.user, reply.access_token, options.get(str(picked.value), "")
-                    )
-                    ui.navigate.to("/app")
-
-                ui.button("Start impersonation", on_click=guarded(start))
+                if options is not None:
+                    _impersonation_form(options)
+            await ui.context.client.connected()
+            await load()
 
     @ui.page("/admin/monitoring")
     async def monitoring() -> None:
@@ -419,18 +778,118 @@ def register() -> None:
         with frame("Monitoring", who):
             with ui.card().classes("w-full"):
                 ui.label("Platform health").classes("text-h6")
-                api = session.api()
-                try:
-                    reply = await api.call(api.platform.GetHealth, platform_pb.GetHealthRequest())
-                    ui.label(f"Status: {reply.status}").classes("text-positive")
-                    ui.label(
-                        "Every service the console reaches answers; the gateway's own health "
-                        "is GET /health on Envoy."
-                    ).classes("text-caption")
-                except ApiError as error:
-                    ui.label("Status: unhealthy").classes("text-negative")
-                    ui.label(error.message)
-            not_built("Per-service latency and error figures from the metrics")
+                health_box = ui.column().classes("w-full")
+                with health_box:
+                    ui.spinner()
+            with ui.card().classes("w-full"):
+                with ui.row().classes("w-full items-center justify-between"):
+                    ui.label("API figures").classes("text-h6")
+                    period = ui.toggle({1: "Last hour", 24: "Last 24 hours"}, value=1)
+                ui.label(
+                    "Periods are rounded out to whole UTC hours. Latencies are the upper "
+                    "bounds of histogram buckets (1, 5, 25, 100, 500, 2500 ms): '≤ 25 ms' "
+                    "means between 5 and 25 ms. Figures lag the calls by up to the "
+                    "metering flush interval (10 s by default)."
+                ).classes("text-caption")
+                figures = ui.column().classes("w-full")
+            await ui.context.client.connected()
+            api = session.api()
+
+            async def show_health() -> None:
+                health = await _try(
+                    api.call(api.platform.GetHealth, platform_pb.GetHealthRequest())
+                )
+                status, message, components = _health_parts(health)
+                health_box.clear()
+                with health_box:
+                    if status:
+                        ui.label(f"Status: {status}").classes(
+                            "text-positive" if status == "healthy" else "text-warning"
+                        )
+                        ui.label(
+                            "Every service the console reaches answers; the gateway's own "
+                            "health is GET /health on Envoy."
+                        ).classes("text-caption")
+                    else:
+                        ui.label("Status: unhealthy").classes("text-negative")
+                        ui.label(message)
+                    if components:
+                        ui.table(
+                            columns=_columns(
+                                ("component", "Component"),
+                                ("state", "State"),
+                                ("optional", "Optional"),
+                                ("latency", "Check time"),
+                                ("message", "Message"),
+                            ),
+                            rows=[
+                                {
+                                    "component": c.component,
+                                    "state": (
+                                        "serving"
+                                        if c.state == platform_pb.COMPONENT_STATE_SERVING
+                                        else "NOT SERVING"
+                                    ),
+                                    "optional": "yes" if c.optional else "no",
+                                    "latency": f"{c.latency_ms:.0f} ms",
+                                    "message": c.message,
+                                }
+                                for c in components
+                            ],
+                            row_key="component",
+                        ).classes("w-full")
+
+            async def show_figures() -> None:
+                hours = int(period.value)
+                figures.clear()
+                with figures:
+                    ui.spinner()
+                usage = await _try(api.call(api.platform.GetUsage, _usage_request("", hours=hours)))
+                figures.clear()
+                with figures:
+                    if isinstance(usage, ApiError):
+                        error_banner(usage, what="Could not load API usage")
+                        return
+                    if not usage.methods:
+                        empty_state(NO_CALLS, "insights")
+                        return
+                    totals = usage.totals
+                    with ui.row().classes("w-full gap-4"):
+                        _kpi("Calls", f"{totals.api_calls:,}")
+                        _kpi("Client errors", f"{totals.client_errors:,}")
+                        _kpi("Server errors", f"{totals.server_errors:,}")
+                        _kpi("Error rate", percent(totals.error_rate))
+                    ui.label("Per service").classes("text-subtitle1")
+                    counters = (
+                        ("calls", "Calls"),
+                        ("client_errors", "Client errors"),
+                        ("server_errors", "Server errors"),
+                        ("error_rate", "Error rate"),
+                    )
+                    ui.table(
+                        columns=_columns(
+                            ("service", "Service"), *counters, ("mean_latency", "Mean latency")
+                        ),
+                        rows=_service_rows(usage),
+                        row_key="service",
+                    ).classes("w-full service-figures")
+                    ui.label("Per method").classes("text-subtitle1")
+                    ui.table(
+                        columns=_columns(
+                            ("service", "Service"),
+                            ("method", "Method"),
+                            *counters,
+                            ("p50", "p50"),
+                            ("p95", "p95"),
+                            ("p99", "p99"),
+                        ),
+                        rows=_method_rows(usage),
+                        row_key="id",
+                        pagination=25,
+                    ).classes("w-full method-figures")
+
+            period.on_value_change(show_figures)
+            await asyncio.gather(show_health(), show_figures())
 
     @ui.page("/admin/audit")
     async def audit() -> None:
@@ -565,3 +1024,25 @@ async def _tenant_options() -> dict[str, str] | None:
         error_banner(error, what="Could not list tenants")
         return None
     return options
+
+
+def _impersonation_form(options: dict[str, str]) -> None:
+    """Pick a tenant and a reason, then act as its admin (the services audit it)."""
+    picked = ui.select(options, label="Tenant", with_input=True).classes("min-w-[16rem]")
+    reason = ui.input("Reason (required, audited)")
+
+    async def start() -> None:
+        if not picked.value or not (reason.value or "").strip():
+            ui.notify("Pick a tenant and give a reason.", type="warning")
+            return
+        api = session.api()
+        reply = await api.call(
+            api.auth.Impersonate,
+            auth_pb.ImpersonateRequest(tenant_id=str(picked.value), reason=reason.value.strip()),
+        )
+        session.start_impersonation(
+            reply.user, reply.access_token, options.get(str(picked.value), "")
+        )
+        ui.navigate.to("/app")
+
+    ui.button("Start impersonation", on_click=guarded(start))
