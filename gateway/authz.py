@@ -19,7 +19,8 @@ For every request Envoy asks: who is calling, may they call this RPC, for this t
 On success the upstream gets the principal as signed headers (x-tenant-id, x-principal,
 x-role, x-scopes, x-plan, x-impersonator, x-embrec-principal-sig) plus the rate-limit
 key and limit, every client-sent copy of them being replaced or removed first. On
-failure the client gets 401 (no, malformed, invalid, expired or revoked credential) or
+failure the client gets 401 (no, malformed, invalid, expired or revoked credential; an
+API key's expiry is compared with the clock on every request, cached row or not) or
 403 (scope, admin-only, other tenant, suspended) and a JSON body; gRPC callers see
 UNAUTHENTICATED / PERMISSION_DENIED.
 
@@ -37,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
@@ -51,6 +53,7 @@ from services.identity.credentials import (
     SIGNATURE_HEADER,
     Principal,
     api_key_matches,
+    check_api_key_usable,
     parse_api_key,
     principal_headers,
     verify_access_token,
@@ -124,6 +127,7 @@ class _KeyRecord:
     secret_hash: str
     scopes: frozenset[str]
     revoked: bool
+    expires_at: datetime | None
 
 
 K = TypeVar("K")
@@ -358,8 +362,8 @@ class Authorizer:
             self._keys.put(prefix, record)
         if record is None or not api_key_matches(secret, record.secret_hash):
             raise Unauthenticated("The API key is invalid.", reason="API_KEY_INVALID")
-        if record.revoked:
-            raise Unauthenticated("The API key has been revoked.", reason="API_KEY_REVOKED")
+        # Against the clock on every request: the row may sit in the cache past its expiry.
+        check_api_key_usable(revoked=record.revoked, expires_at=record.expires_at)
         return Principal(
             subject=f"apikey:{record.id}",
             tenant_id=record.tenant_id,
@@ -379,6 +383,7 @@ class Authorizer:
             secret_hash=row.secret_hash,
             scopes=frozenset(str(s) for s in row.scopes or ()),
             revoked=row.revoked_at is not None,
+            expires_at=row.expires_at,
         )
 
     async def _tenant(self, tenant_id: str) -> TenantInfo | None:

@@ -34,6 +34,8 @@ __all__ = [
     "GeneratedApiKey",
     "Principal",
     "api_key_matches",
+    "check_api_key_usable",
+    "format_utc",
     "generate_api_key",
     "hash_api_key_secret",
     "issue_access_token",
@@ -171,6 +173,31 @@ def parse_api_key(key: str) -> tuple[str, str]:
 
 def api_key_matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_api_key_secret(secret), stored_hash)
+
+
+def format_utc(when: datetime) -> str:
+    """``2026-11-25T10:00:00Z``: the form error messages and metadata use for a time."""
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def check_api_key_usable(
+    *, revoked: bool, expires_at: datetime | None, now: datetime | None = None
+) -> None:
+    """Raise Unauthenticated for a revoked or expired key (its secret already matched).
+
+    Called on every use with the current time rather than when the row is cached, so a
+    key stops working at its expiry time whatever the caches hold. Revocation is named
+    first: it is the more deliberate act.
+    """
+    if revoked:
+        raise Unauthenticated("The API key has been revoked.", reason="API_KEY_REVOKED")
+    if expires_at is not None and (now or datetime.now(UTC)) >= expires_at:
+        when = format_utc(expires_at)
+        raise Unauthenticated(
+            f"The API key expired at {when}; create a new one.",
+            reason="API_KEY_EXPIRED",
+            metadata={"expire_time": when},
+        )
 
 
 # --- the principal as the gateway hands it to the services -----------------------------

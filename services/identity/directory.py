@@ -41,6 +41,7 @@ class SqlDirectory:
             revoked=key.revoked_at is not None,
             plan=plan,
             last_used_at=key.last_used_at,
+            expires_at=key.expires_at,
         )
 
     async def tenant(self, id_or_slug: str) -> TenantRecord | None:

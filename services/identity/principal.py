@@ -27,7 +27,8 @@ How a credential becomes a :class:`Principal` (``authenticate``), in order:
 2. ``authorization: Bearer <JWT>``: verified locally (signature, expiry);
 3. ``authorization: Bearer emb_live_…``: the API key's row, found by its public prefix,
    cached for at most a second so a revocation anywhere is effective within a second
-   (at once in the process that revoked it); ``last_used_at`` written at most once a
+   (at once in the process that revoked it); an expiry is checked against the clock on
+   every use, so it is effective at its instant; ``last_used_at`` written at most once a
    minute per key;
 4. anything else: Unauthenticated.
 
@@ -62,6 +63,7 @@ from services.identity.credentials import (
     SIGNATURE_HEADER,
     Principal,
     api_key_matches,
+    check_api_key_usable,
     parse_api_key,
     principal_from_headers,
     verify_access_token,
@@ -132,6 +134,8 @@ class ApiKeyRecord:
     revoked: bool
     plan: str
     last_used_at: datetime | None
+    #: Compared with the wall clock on every use, never only when the row is loaded.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -213,8 +217,7 @@ async def authenticate(
         record = await api_keys_lookup(prefix)
         if record is None or not api_key_matches(secret, record.secret_hash):
             raise Unauthenticated("The API key is not valid.", reason="API_KEY_INVALID")
-        if record.revoked:
-            raise Unauthenticated("The API key has been revoked.", reason="API_KEY_REVOKED")
+        check_api_key_usable(revoked=record.revoked, expires_at=record.expires_at)
         return Principal(
             subject=f"apikey:{record.id}",
             tenant_id=record.tenant_id,

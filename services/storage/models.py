@@ -257,6 +257,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    #: Chosen at creation; None means the key never expires. Checked on every use.
+    expires_at: Mapped[datetime | None]
 
 
 # --------------------------------------------------------------------------- ingestion service

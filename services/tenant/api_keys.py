@@ -4,25 +4,40 @@ The secret is returned once by ``create`` and stored only as a SHA-256 hash besi
 public prefix (format and hashing in ``services.identity.credentials``). Revocation
 is immediate in this process (the Authenticator's cache is told) and within a second
 elsewhere (the cache's lifetime).
+
+A key may be given an expiry at creation (in the future, at most
+:data:`MAX_API_KEY_LIFETIME` ahead); it cannot be changed afterwards, so rotating means
+creating a new key. Every check compares the expiry with the clock on each use, so an
+expired key stops working at that instant, cached or not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.errors import FieldViolation, InvalidArgument, NotFound
-from services.identity.credentials import API_KEY_PREFIX, generate_api_key
+from services.identity.credentials import API_KEY_PREFIX, format_utc, generate_api_key
 from services.identity.principal import API_KEY_SCOPES, DEFAULT_API_KEY_SCOPES
 from services.pagination import next_token, parse_page
 from services.storage.models import ApiKey
 from services.tenant.domain import MAX_NAME_LENGTH, Actor
 
-__all__ = ["ApiKeyPage", "ApiKeyStore", "CreatedApiKey", "display_prefix"]
+__all__ = [
+    "MAX_API_KEY_LIFETIME",
+    "ApiKeyPage",
+    "ApiKeyStore",
+    "CreatedApiKey",
+    "display_prefix",
+]
+
+#: The longest expiry a key may be given: a bound on a leaked key's useful life when
+#: someone chose one at all (a key without an expiry lives until revoked).
+MAX_API_KEY_LIFETIME = timedelta(days=730)
 
 
 @dataclass(frozen=True)
@@ -57,9 +72,11 @@ class ApiKeyStore:
         tenant_id: str,
         name: str,
         scopes: Sequence[str],
-        has_expiry: bool,
+        expire_time: datetime | None,
         actor: Actor,
     ) -> CreatedApiKey:
+        """``expire_time``: timezone-aware, or None for a key that lives until revoked."""
+        now = datetime.now(UTC)
         name = name.strip()
         violations: list[FieldViolation] = []
         if not name:
@@ -76,11 +93,24 @@ class ApiKeyStore:
                         f"unknown scope {scope!r}; use {', '.join(sorted(API_KEY_SCOPES))}",
                     )
                 )
-        if has_expiry:
-            # No expiry column in the schema yet: refuse rather than silently ignore it.
-            violations.append(
-                FieldViolation("api_key.expire_time", "expiring keys are not supported yet")
-            )
+        if expire_time is not None:
+            if expire_time <= now:
+                violations.append(
+                    FieldViolation(
+                        "api_key.expire_time",
+                        f"must be in the future (now is {format_utc(now)}); "
+                        "leave it unset for a key that never expires",
+                    )
+                )
+            elif expire_time > now + MAX_API_KEY_LIFETIME:
+                violations.append(
+                    FieldViolation(
+                        "api_key.expire_time",
+                        f"at most {MAX_API_KEY_LIFETIME.days} days ahead "
+                        f"(no later than {format_utc(now + MAX_API_KEY_LIFETIME)}); "
+                        "leave it unset for a key that never expires",
+                    )
+                )
         if violations:
             raise InvalidArgument(
                 "The API key is invalid; fix the fields named.", violations=violations
@@ -95,7 +125,8 @@ class ApiKeyStore:
                 secret_hash=generated.secret_hash,
                 scopes=granted,
                 created_by=actor.subject,
-                created_at=datetime.now(UTC),
+                created_at=now,
+                expires_at=expire_time,
             )
             session.add(key)
             await session.flush()
@@ -104,7 +135,12 @@ class ApiKeyStore:
                 tenant_id=tenant_id,
                 action="api_key.create",
                 target=f"apiKeys/{key.id}",
-                metadata={"name": name, "prefix": display_prefix(key), "scopes": ",".join(granted)},
+                metadata={
+                    "name": name,
+                    "prefix": display_prefix(key),
+                    "scopes": ",".join(granted),
+                    "expire_time": format_utc(expire_time) if expire_time else "never",
+                },
             )
         return CreatedApiKey(key, generated.full_key)
 
@@ -114,7 +150,11 @@ class ApiKeyStore:
         page = parse_page(page_size, page_token, (tenant_id, show_revoked))
         query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
         if not show_revoked:
-            query = query.where(ApiKey.revoked_at.is_(None))
+            # "Usable keys": the same flag hides expired ones, as the contract says.
+            query = query.where(
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > datetime.now(UTC)),
+            )
         async with self._sessions() as session:
             rows = (
                 await session.scalars(

@@ -22,7 +22,7 @@ contact email). Its one-time token travels in the trailing metadata key
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -38,6 +38,7 @@ from embrec.tenant.v1 import (
     tenant_service_pb2_grpc,
 )
 from services.app import ServiceContext
+from services.errors import FieldViolation, InvalidArgument
 from services.identity.credentials import Principal
 from services.identity.principal import (
     PLATFORM_ADMIN,
@@ -157,8 +158,21 @@ def api_key_to_proto(key: ApiKey) -> resources_pb2.ApiKey:
         create_time=key.created_at,
         last_used_time=key.last_used_at,
         revoke_time=key.revoked_at,
+        expire_time=key.expires_at,
     )
     return message
+
+
+def _expire_time(key: resources_pb2.ApiKey) -> datetime | None:
+    if not key.HasField("expire_time"):
+        return None
+    try:
+        return key.expire_time.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:  # seconds or nanos out of range
+        raise InvalidArgument(
+            "The API key is invalid; fix the fields named.",
+            violations=[FieldViolation("api_key.expire_time", f"not a valid timestamp: {exc}")],
+        ) from None
 
 
 def _actor(principal: Principal, context: Context) -> Actor:
@@ -403,7 +417,7 @@ class ApiKeyServicer(_ApiKeyBase):  # type: ignore[misc]
             tenant_id=tenant.id,
             name=request.api_key.name,
             scopes=list(request.api_key.scopes),
-            has_expiry=request.api_key.HasField("expire_time"),
+            expire_time=_expire_time(request.api_key),
             actor=_actor(principal, context),
         )
         return api_key_service_pb2.CreateApiKeyResponse(

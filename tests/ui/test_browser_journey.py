@@ -239,9 +239,32 @@ async def test_phase4_journey_in_a_real_browser(
     assert len(body["items"]) == 5
     assert {item["category"] for item in body["items"]} == {category}
 
+    # Step 10: the customer's dashboard counts its API calls (this journey's, metered).
+    await page.goto(f"{console_server}/app")
+    await page.get_by_text("API calls (30 d)").wait_for()
+    await page.locator(".usage-chart").wait_for(timeout=30_000)
+    await page.wait_for_timeout(1500)  # let the chart's drawing animation finish
+    await snap("customer-usage")
+
     # The same portal on a phone-sized screen: the navigation folds into the menu.
     await page.set_viewport_size({"width": 390, "height": 844})
     await page.goto(f"{console_server}/app/test")
     await page.get_by_role("button", name="Get recommendations").wait_for()
     await snap("phone-test-page")
+
+    # Step 11: back office figures: KPIs, per-method latency, the tenant's health.
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.goto(f"{console_server}/logout")
+    await page.get_by_label("E-mail", exact=True).fill(admin_email)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_text("API calls (24 h)").wait_for()
+    await page.wait_for_timeout(1500)
+    await snap("admin-kpis")
+    await page.goto(f"{console_server}/admin/monitoring")
+    await page.get_by_text("Recommend", exact=True).first.wait_for(timeout=30_000)
+    await snap("monitoring")
+    await page.goto(f"{console_server}/admin/support")
+    await page.get_by_text(slug).first.wait_for(timeout=30_000)
+    await snap("support-health")
     print(f"screenshots: {shots}")

@@ -15,15 +15,16 @@ from nicegui import events, ui
 
 from embrec.ingestion.v1 import ingestion_service_pb2 as ing_pb
 from embrec.ingestion.v1 import resources_pb2 as ing_res
+from embrec.platform.v1 import platform_service_pb2 as platform_pb
 from embrec.retrieval.v1 import retrieval_service_pb2 as ret_pb
 from embrec.tenant.v1 import api_key_service_pb2 as key_pb
 from embrec.tenant.v1 import resources_pb2 as tenant_res
 from embrec.tenant.v1 import tenant_service_pb2 as tenant_pb
 
 from .. import session
-from ..client import UPLOAD_TIMEOUT_SECONDS, ApiError
+from ..client import UPLOAD_TIMEOUT_SECONDS, Api, ApiError
 from ..formatting import enum_label, percent, when
-from ..layout import empty_state, error_banner, floating_dialog, frame, guarded, not_built, require
+from ..layout import empty_state, error_banner, floating_dialog, frame, guarded, require
 from . import account, models_view
 
 __all__ = ["MAX_UPLOAD_BYTES", "register"]
@@ -47,6 +48,59 @@ def _kpi(label: str, value: str) -> None:
     with ui.card().classes("min-w-[10rem] grow"):
         ui.label(label).classes("text-subtitle2 text-grey-8")
         ui.label(value).classes("text-h5 kpi-value")
+
+
+async def _usage_panel(api: Api) -> None:
+    """API calls, errors and the cache hit rate of the last 30 days, with a daily chart."""
+    now = datetime.now(UTC)
+    try:
+        usage = await api.call(
+            api.platform.GetUsage,
+            platform_pb.GetUsageRequest(
+                time_range={
+                    "start_time": _stamp(now - timedelta(days=30)),
+                    "end_time": _stamp(now),
+                },
+                granularity=platform_pb.USAGE_GRANULARITY_DAY,
+            ),
+        )
+    except ApiError as error:
+        error_banner(error, what="API usage")
+        return
+    totals = usage.totals
+    with ui.row().classes("w-full gap-4"):
+        _kpi("API calls (30 d)", f"{totals.api_calls:,}")
+        _kpi(
+            "Cache hit rate (30 d)",
+            percent(totals.cache_hit_rate) if totals.recommendations else "no requests yet",
+        )
+        _kpi("Server error rate (30 d)", percent(totals.error_rate))
+    if not totals.api_calls:
+        empty_state("No API calls yet: create an API key and call the recommendations API.")
+        return
+    ui.echart(
+        {
+            "tooltip": {"trigger": "axis"},
+            "legend": {},
+            "xAxis": {
+                "type": "category",
+                "data": [b.start_time.ToDatetime().date().isoformat() for b in usage.series],
+            },
+            "yAxis": {"type": "value"},
+            "series": [
+                {
+                    "name": name,
+                    "type": "bar" if field == "api_calls" else "line",
+                    "data": [getattr(b.counts, field) for b in usage.series],
+                }
+                for name, field in (
+                    ("API calls", "api_calls"),
+                    ("Recommendations", "recommendations"),
+                    ("Server errors", "server_errors"),
+                )
+            ],
+        }
+    ).classes("w-full h-64 usage-chart").mark("usage-chart")
 
 
 def _upload_report(upload: ing_res.Upload) -> None:
@@ -108,7 +162,7 @@ def register() -> None:
                     _kpi("Click-through rate (30 d)", percent(analytics.click_through_rate))
                 except ApiError as error:
                     error_banner(error, what="Analytics")
-            not_built("API call counts and cache hit rate")
+            await _usage_panel(api)
             with ui.card().classes("w-full"):
                 ui.label("Recent uploads").classes("text-h6")
                 try:
@@ -237,27 +291,49 @@ def register() -> None:
                     name = ui.input(
                         "Name", validation={"A name is required": lambda v: bool(v.strip())}
                     ).classes("min-w-[16rem]")
+                    # Days ahead; the service accepts up to 730.
+                    choices = {
+                        "never": "Never",
+                        "30": "In 30 days",
+                        "90": "In 90 days",
+                        "365": "In 1 year",
+                    }
+                    expiry = (
+                        ui.select(choices, value="never", label="Expires")
+                        .classes("min-w-[10rem]")
+                        .mark("key-expiry")
+                    )
                     ui.button("Create API key", on_click=guarded(lambda: create()))
                 secret_box = ui.column().classes("w-full")
             listing = ui.column().classes("w-full")
-            show_revoked = ui.checkbox("Show revoked keys", on_change=lambda: load())
+            show_revoked = ui.checkbox("Show revoked and expired keys", on_change=lambda: load())
 
             async def create() -> None:
                 if not name.validate():
                     return
                 api = session.api()
+                wanted = tenant_res.ApiKey(name=name.value.strip())
+                if expiry.value != "never":
+                    wanted.expire_time.CopyFrom(
+                        _stamp(datetime.now(UTC) + timedelta(days=int(expiry.value)))
+                    )
                 reply = await api.call(
-                    api.api_keys.CreateApiKey,
-                    key_pb.CreateApiKeyRequest(api_key=tenant_res.ApiKey(name=name.value.strip())),
+                    api.api_keys.CreateApiKey, key_pb.CreateApiKeyRequest(api_key=wanted)
                 )
                 secret = reply.secret
                 name.value = ""
+                expiry.value = "never"
                 name.error = None  # emptied on purpose: not a mistake to flag
                 secret_box.clear()
                 with secret_box, ui.card().classes("w-full bg-green-1"):
                     ui.label(
                         "Copy this key now: it is shown once and cannot be retrieved later."
                     ).classes("text-weight-bold")
+                    if reply.api_key.HasField("expire_time"):
+                        ui.label(
+                            f"It stops working at {when(reply.api_key.expire_time)}; "
+                            "create a new key before then."
+                        )
                     with ui.row().classes("items-center no-wrap w-full"):
                         ui.input(value=secret).props("readonly").classes(
                             "api-key-secret grow"
@@ -307,7 +383,14 @@ def register() -> None:
                 with listing:
                     if not reply.api_keys:
                         empty_state("No API keys yet.", "key")
+                    now = datetime.now(UTC)
                     for key in reply.api_keys:
+                        expires = (
+                            key.expire_time.ToDatetime(tzinfo=UTC)
+                            if key.HasField("expire_time")
+                            else None
+                        )
+                        expired = expires is not None and expires <= now
                         with (
                             ui.card().classes("w-full api-key-row"),
                             ui.row().classes("items-center gap-4 w-full"),
@@ -317,9 +400,17 @@ def register() -> None:
                             ui.label(f"created {when(key.create_time)}").classes("text-caption")
                             used = when(key.last_used_time) or "never"
                             ui.label(f"last used {used}").classes("text-caption")
+                            if expires is not None and not expired:
+                                ui.label(f"expires {when(key.expire_time)}").classes(
+                                    "text-caption"
+                                ).mark("key-expires")
                             ui.space()
                             if key.revoke_time.seconds:
                                 ui.badge("revoked", color="grey")
+                            elif expired:
+                                ui.badge(f"expired {when(key.expire_time)}", color="grey").mark(
+                                    "key-expired"
+                                )
                             else:
                                 ui.button(
                                     "Revoke",

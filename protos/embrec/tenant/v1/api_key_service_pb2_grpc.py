@@ -63,9 +63,10 @@ class ApiKeyServiceServicer:
         """Creates a key and returns its secret once; only a hash is stored.
 
         Returns INVALID_ARGUMENT if the name is empty, a scope is unknown or the
-        expire_time is in the past; RESOURCE_EXHAUSTED (QUOTA_EXCEEDED) if the
-        plan's key limit is reached; PERMISSION_DENIED if the caller is not an
-        admin of the tenant; NOT_FOUND if the tenant does not exist.
+        expire_time is not in the future or more than 730 days ahead;
+        RESOURCE_EXHAUSTED (QUOTA_EXCEEDED) if the plan's key limit is reached;
+        PERMISSION_DENIED if the caller is not an admin of the tenant; NOT_FOUND
+        if the tenant does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
