@@ -60,6 +60,7 @@ def _t(scope: str = "") -> Rule:
 RULES: dict[str, Rule] = {
     "embrec.platform.v1.PlatformService/GetHealth": _PUBLIC,
     "embrec.platform.v1.PlatformService/GetUsage": _t("analytics:read"),
+    "embrec.platform.v1.PlatformService/GetPlatformStatus": _ADMIN,
     "embrec.tenant.v1.AuthService/SignUp": _PUBLIC,
     "embrec.tenant.v1.AuthService/Login": _PUBLIC,
     "embrec.tenant.v1.AuthService/RefreshToken": _PUBLIC,

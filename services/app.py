@@ -96,6 +96,8 @@ def _platform_module(runtime_ref: list[Runtime], ctx: ServiceContext) -> Service
         local_components,
         dict(settings.health_targets),
         usage=lambda: UsageReport(authenticator_for(ctx), ctx.sessions),
+        authenticator=lambda: authenticator_for(ctx),
+        gateway_admin_url=settings.gateway_admin_url,
     )
     descriptor = platform_service_pb2.DESCRIPTOR.services_by_name["PlatformService"]
     return ServiceModuleSpec(

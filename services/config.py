@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Peer services probed by GET /health: name -> host:port (compose mode).",
     )
+    gateway_admin_url: str = Field(
+        default="",
+        description="Envoy's admin address (http://host:port) whose /ready GET /health "
+        "checks as the 'gateway' component; empty: not checked. `embrec up` sets it.",
+    )
 
     # Retrieval (docs/retrieval-service.md).
     retrieval_cache_ttl_seconds: float = Field(

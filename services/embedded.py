@@ -307,6 +307,10 @@ async def run_embedded(settings: Settings, repo_root: Path) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = with_embedded_secrets(settings)
+    if not settings.gateway_admin_url:
+        # GET /health and the console's monitoring page then cover the Envoy we run.
+        admin = f"http://127.0.0.1:{settings.envoy_admin_port}"
+        settings = settings.model_copy(update={"gateway_admin_url": admin})
     extra = ["gateway"] if gateway_security_enabled(settings) else []
     runtime = await build_runtime(settings, [*SERVICE_NAMES, *extra])
     demo_admin = await ensure_demo_admin_for(settings)

@@ -113,6 +113,8 @@ async def test_monitoring_lists_called_methods_with_their_figures(
     assert str(row["p99"]).startswith(("≤ ", "> "))
     assert str(row["p99"]).endswith(" ms")
     assert has_rows(user, service="TenantService")  # the per-service table
+    # The component table lists every service, healthy or not (GetPlatformStatus).
+    assert has_rows(user, component="retrieval", state="serving")
     toggle = user.find(ui.toggle).elements.pop()
     assert isinstance(toggle, ui.toggle)
     toggle.value = 24

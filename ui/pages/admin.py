@@ -796,23 +796,32 @@ def register() -> None:
             api = session.api()
 
             async def show_health() -> None:
-                health = await _try(
-                    api.call(api.platform.GetHealth, platform_pb.GetHealthRequest())
+                report = await _try(
+                    api.call(api.platform.GetPlatformStatus, platform_pb.GetPlatformStatusRequest())
                 )
-                status, message, components = _health_parts(health)
+                if isinstance(report, ApiError):
+                    # The report failed (a timeout, say): GetHealth still tells up or down.
+                    health = await _try(
+                        api.call(api.platform.GetHealth, platform_pb.GetHealthRequest())
+                    )
+                    status, message, components = _health_parts(health)
+                else:
+                    status, message = report.status, ""
+                    components = list(report.components)
                 health_box.clear()
                 with health_box:
-                    if status:
+                    if status in ("healthy", "degraded"):
                         ui.label(f"Status: {status}").classes(
                             "text-positive" if status == "healthy" else "text-warning"
                         )
-                        ui.label(
-                            "Every service the console reaches answers; the gateway's own "
-                            "health is GET /health on Envoy."
-                        ).classes("text-caption")
                     else:
                         ui.label("Status: unhealthy").classes("text-negative")
-                        ui.label(message)
+                        if message:
+                            ui.label(message)
+                    ui.label(
+                        "Each service and dependency as the platform checks it; 'gateway' is "
+                        "Envoy's readiness, when its admin address is configured (embrec up)."
+                    ).classes("text-caption")
                     if components:
                         ui.table(
                             columns=_columns(

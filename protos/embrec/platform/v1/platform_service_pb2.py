@@ -27,7 +27,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)embrec/platform/v1/platform_service.proto\x12\x12\x65mbrec.platform.v1\x1a\x1d\x65mbrec/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"#\n\x11GetHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"G\n\x0cHealthReport\x12\x37\n\ncomponents\x18\x01 \x03(\x0b\x32#.embrec.platform.v1.ComponentHealth\"\x8e\x01\n\x0f\x43omponentHealth\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x31\n\x05state\x18\x02 \x01(\x0e\x32\".embrec.platform.v1.ComponentState\x12\x10\n\x08optional\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\"\x90\x01\n\x0fGetUsageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\ntime_range\x18\x02 \x01(\x0b\x32\x1b.embrec.common.v1.TimeRange\x12\x39\n\x0bgranularity\x18\x03 \x01(\x0e\x32$.embrec.platform.v1.UsageGranularity\"\x9a\x02\n\x05Usage\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\ntime_range\x18\x02 \x01(\x0b\x32\x1b.embrec.common.v1.TimeRange\x12\x39\n\x0bgranularity\x18\x03 \x01(\x0e\x32$.embrec.platform.v1.UsageGranularity\x12/\n\x06totals\x18\x04 \x01(\x0b\x32\x1f.embrec.platform.v1.UsageCounts\x12/\n\x06series\x18\x05 \x03(\x0b\x32\x1f.embrec.platform.v1.UsageBucket\x12\x30\n\x07methods\x18\x06 \x03(\x0b\x32\x1f.embrec.platform.v1.MethodUsage\"\xc0\x01\n\x0bUsageCounts\x12\x11\n\tapi_calls\x18\x01 \x01(\x03\x12\x15\n\rclient_errors\x18\x02 \x01(\x03\x12\x15\n\rserver_errors\x18\x03 \x01(\x03\x12\x12\n\nerror_rate\x18\x04 \x01(\x01\x12\x17\n\x0frecommendations\x18\x05 \x01(\x03\x12\x12\n\ncache_hits\x18\x06 \x01(\x03\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x07 \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\x08 \x01(\x01\"n\n\x0bUsageBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\x1f.embrec.platform.v1.UsageCounts\"\xc8\x01\n\x0bMethodUsage\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12/\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x1f.embrec.platform.v1.UsageCounts\x12\x16\n\x0ep50_latency_ms\x18\x04 \x01(\x01\x12\x16\n\x0ep95_latency_ms\x18\x05 \x01(\x01\x12\x16\n\x0ep99_latency_ms\x18\x06 \x01(\x01\x12\x1f\n\x17latency_over_last_bound\x18\x07 \x01(\x08*o\n\x0e\x43omponentState\x12\x1f\n\x1b\x43OMPONENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43OMPONENT_STATE_SERVING\x10\x01\x12\x1f\n\x1b\x43OMPONENT_STATE_NOT_SERVING\x10\x02*l\n\x10UsageGranularity\x12!\n\x1dUSAGE_GRANULARITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16USAGE_GRANULARITY_HOUR\x10\x01\x12\x19\n\x15USAGE_GRANULARITY_DAY\x10\x02\x32\xdf\x01\n\x0fPlatformService\x12i\n\tGetHealth\x12$.embrec.platform.v1.GetHealthRequest\x1a%.embrec.platform.v1.GetHealthResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/health\x12\x61\n\x08GetUsage\x12#.embrec.platform.v1.GetUsageRequest\x1a\x19.embrec.platform.v1.Usage\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/usageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)embrec/platform/v1/platform_service.proto\x12\x12\x65mbrec.platform.v1\x1a\x1d\x65mbrec/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n\x18GetPlatformStatusRequest\"Y\n\x0ePlatformStatus\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x37\n\ncomponents\x18\x02 \x03(\x0b\x32#.embrec.platform.v1.ComponentHealth\"\x12\n\x10GetHealthRequest\"#\n\x11GetHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"G\n\x0cHealthReport\x12\x37\n\ncomponents\x18\x01 \x03(\x0b\x32#.embrec.platform.v1.ComponentHealth\"\x8e\x01\n\x0f\x43omponentHealth\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x31\n\x05state\x18\x02 \x01(\x0e\x32\".embrec.platform.v1.ComponentState\x12\x10\n\x08optional\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\"\x90\x01\n\x0fGetUsageRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\ntime_range\x18\x02 \x01(\x0b\x32\x1b.embrec.common.v1.TimeRange\x12\x39\n\x0bgranularity\x18\x03 \x01(\x0e\x32$.embrec.platform.v1.UsageGranularity\"\x9a\x02\n\x05Usage\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\ntime_range\x18\x02 \x01(\x0b\x32\x1b.embrec.common.v1.TimeRange\x12\x39\n\x0bgranularity\x18\x03 \x01(\x0e\x32$.embrec.platform.v1.UsageGranularity\x12/\n\x06totals\x18\x04 \x01(\x0b\x32\x1f.embrec.platform.v1.UsageCounts\x12/\n\x06series\x18\x05 \x03(\x0b\x32\x1f.embrec.platform.v1.UsageBucket\x12\x30\n\x07methods\x18\x06 \x03(\x0b\x32\x1f.embrec.platform.v1.MethodUsage\"\xc0\x01\n\x0bUsageCounts\x12\x11\n\tapi_calls\x18\x01 \x01(\x03\x12\x15\n\rclient_errors\x18\x02 \x01(\x03\x12\x15\n\rserver_errors\x18\x03 \x01(\x03\x12\x12\n\nerror_rate\x18\x04 \x01(\x01\x12\x17\n\x0frecommendations\x18\x05 \x01(\x03\x12\x12\n\ncache_hits\x18\x06 \x01(\x03\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x07 \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\x08 \x01(\x01\"n\n\x0bUsageBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06\x63ounts\x18\x02 \x01(\x0b\x32\x1f.embrec.platform.v1.UsageCounts\"\xc8\x01\n\x0bMethodUsage\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12/\n\x06\x63ounts\x18\x03 \x01(\x0b\x32\x1f.embrec.platform.v1.UsageCounts\x12\x16\n\x0ep50_latency_ms\x18\x04 \x01(\x01\x12\x16\n\x0ep95_latency_ms\x18\x05 \x01(\x01\x12\x16\n\x0ep99_latency_ms\x18\x06 \x01(\x01\x12\x1f\n\x17latency_over_last_bound\x18\x07 \x01(\x08*o\n\x0e\x43omponentState\x12\x1f\n\x1b\x43OMPONENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43OMPONENT_STATE_SERVING\x10\x01\x12\x1f\n\x1b\x43OMPONENT_STATE_NOT_SERVING\x10\x02*l\n\x10UsageGranularity\x12!\n\x1dUSAGE_GRANULARITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16USAGE_GRANULARITY_HOUR\x10\x01\x12\x19\n\x15USAGE_GRANULARITY_DAY\x10\x02\x32\xea\x02\n\x0fPlatformService\x12i\n\tGetHealth\x12$.embrec.platform.v1.GetHealthRequest\x1a%.embrec.platform.v1.GetHealthResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/health\x12\x61\n\x08GetUsage\x12#.embrec.platform.v1.GetUsageRequest\x1a\x19.embrec.platform.v1.Usage\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/usage\x12\x88\x01\n\x11GetPlatformStatus\x12,.embrec.platform.v1.GetPlatformStatusRequest\x1a\".embrec.platform.v1.PlatformStatus\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/admin/platformStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,28 +38,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLATFORMSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\202\323\344\223\002\t\022\007/health'
   _globals['_PLATFORMSERVICE'].methods_by_name['GetUsage']._loaded_options = None
   _globals['_PLATFORMSERVICE'].methods_by_name['GetUsage']._serialized_options = b'\202\323\344\223\002\017\022\r/api/v1/usage'
-  _globals['_COMPONENTSTATE']._serialized_start=1376
-  _globals['_COMPONENTSTATE']._serialized_end=1487
-  _globals['_USAGEGRANULARITY']._serialized_start=1489
-  _globals['_USAGEGRANULARITY']._serialized_end=1597
-  _globals['_GETHEALTHREQUEST']._serialized_start=159
-  _globals['_GETHEALTHREQUEST']._serialized_end=177
-  _globals['_GETHEALTHRESPONSE']._serialized_start=179
-  _globals['_GETHEALTHRESPONSE']._serialized_end=214
-  _globals['_HEALTHREPORT']._serialized_start=216
-  _globals['_HEALTHREPORT']._serialized_end=287
-  _globals['_COMPONENTHEALTH']._serialized_start=290
-  _globals['_COMPONENTHEALTH']._serialized_end=432
-  _globals['_GETUSAGEREQUEST']._serialized_start=435
-  _globals['_GETUSAGEREQUEST']._serialized_end=579
-  _globals['_USAGE']._serialized_start=582
-  _globals['_USAGE']._serialized_end=864
-  _globals['_USAGECOUNTS']._serialized_start=867
-  _globals['_USAGECOUNTS']._serialized_end=1059
-  _globals['_USAGEBUCKET']._serialized_start=1061
-  _globals['_USAGEBUCKET']._serialized_end=1171
-  _globals['_METHODUSAGE']._serialized_start=1174
-  _globals['_METHODUSAGE']._serialized_end=1374
-  _globals['_PLATFORMSERVICE']._serialized_start=1600
-  _globals['_PLATFORMSERVICE']._serialized_end=1823
+  _globals['_PLATFORMSERVICE'].methods_by_name['GetPlatformStatus']._loaded_options = None
+  _globals['_PLATFORMSERVICE'].methods_by_name['GetPlatformStatus']._serialized_options = b'\202\323\344\223\002\033\022\031/api/admin/platformStatus'
+  _globals['_COMPONENTSTATE']._serialized_start=1495
+  _globals['_COMPONENTSTATE']._serialized_end=1606
+  _globals['_USAGEGRANULARITY']._serialized_start=1608
+  _globals['_USAGEGRANULARITY']._serialized_end=1716
+  _globals['_GETPLATFORMSTATUSREQUEST']._serialized_start=159
+  _globals['_GETPLATFORMSTATUSREQUEST']._serialized_end=185
+  _globals['_PLATFORMSTATUS']._serialized_start=187
+  _globals['_PLATFORMSTATUS']._serialized_end=276
+  _globals['_GETHEALTHREQUEST']._serialized_start=278
+  _globals['_GETHEALTHREQUEST']._serialized_end=296
+  _globals['_GETHEALTHRESPONSE']._serialized_start=298
+  _globals['_GETHEALTHRESPONSE']._serialized_end=333
+  _globals['_HEALTHREPORT']._serialized_start=335
+  _globals['_HEALTHREPORT']._serialized_end=406
+  _globals['_COMPONENTHEALTH']._serialized_start=409
+  _globals['_COMPONENTHEALTH']._serialized_end=551
+  _globals['_GETUSAGEREQUEST']._serialized_start=554
+  _globals['_GETUSAGEREQUEST']._serialized_end=698
+  _globals['_USAGE']._serialized_start=701
+  _globals['_USAGE']._serialized_end=983
+  _globals['_USAGECOUNTS']._serialized_start=986
+  _globals['_USAGECOUNTS']._serialized_end=1178
+  _globals['_USAGEBUCKET']._serialized_start=1180
+  _globals['_USAGEBUCKET']._serialized_end=1290
+  _globals['_METHODUSAGE']._serialized_start=1293
+  _globals['_METHODUSAGE']._serialized_end=1493
+  _globals['_PLATFORMSERVICE']._serialized_start=1719
+  _globals['_PLATFORMSERVICE']._serialized_end=2081
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,18 @@ USAGE_GRANULARITY_UNSPECIFIED: UsageGranularity
 USAGE_GRANULARITY_HOUR: UsageGranularity
 USAGE_GRANULARITY_DAY: UsageGranularity
 
+class GetPlatformStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PlatformStatus(_message.Message):
+    __slots__ = ("status", "components")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
+    def __init__(self, status: _Optional[str] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ...) -> None: ...
+
 class GetHealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -48,6 +48,11 @@ class PlatformServiceStub:
                 request_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.Usage.FromString,
                 _registered_method=True)
+        self.GetPlatformStatus = channel.unary_unary(
+                '/embrec.platform.v1.PlatformService/GetPlatformStatus',
+                request_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetPlatformStatusRequest.SerializeToString,
+                response_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.PlatformStatus.FromString,
+                _registered_method=True)
 
 
 class PlatformServiceServicer:
@@ -90,6 +95,20 @@ class PlatformServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlatformStatus(self, request, context):
+        """Reports every component GetHealth checks (the services, the database,
+        cache and broker as each process probes them, the gateway when its admin
+        address is configured) with its state and round-trip time, healthy or
+        not, for the console's monitoring page. Platform admins only.
+
+        Returns PERMISSION_DENIED for anyone else, UNAUTHENTICATED without
+        credentials. Never UNAVAILABLE for a component that is down: that is
+        part of the answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlatformServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -102,6 +121,11 @@ def add_PlatformServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetUsageRequest.FromString,
                     response_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.Usage.SerializeToString,
+            ),
+            'GetPlatformStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlatformStatus,
+                    request_deserializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetPlatformStatusRequest.FromString,
+                    response_serializer=embrec_dot_platform_dot_v1_dot_platform__service__pb2.PlatformStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -162,6 +186,33 @@ class PlatformService:
             '/embrec.platform.v1.PlatformService/GetUsage',
             embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetUsageRequest.SerializeToString,
             embrec_dot_platform_dot_v1_dot_platform__service__pb2.Usage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlatformStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embrec.platform.v1.PlatformService/GetPlatformStatus',
+            embrec_dot_platform_dot_v1_dot_platform__service__pb2.GetPlatformStatusRequest.SerializeToString,
+            embrec_dot_platform_dot_v1_dot_platform__service__pb2.PlatformStatus.FromString,
             options,
             channel_credentials,
             insecure,
