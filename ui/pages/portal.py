@@ -600,8 +600,14 @@ def register() -> None:
                         for item in reply.items:
                             with ui.card().classes("recommended-item"):
                                 if item.image_url:
-                                    ui.image(item.image_url).classes("h-32 w-full").props(
-                                        "fit=contain"
+                                    image = ui.image(item.image_url).classes("h-32 w-full")
+                                    image.props("fit=contain")
+                                    # An unreachable image (a catalog's stale URL, the
+                                    # sample data's example.com) reads as such, not blank.
+                                    image.add_slot(
+                                        "error",
+                                        '<div class="absolute-full flex flex-center '
+                                        'bg-grey-2 text-grey-7">Image unavailable</div>',
                                     )
                                 ui.label(item.title or item.item_id).classes("text-weight-bold")
                                 ui.label(f"{item.item_id} · {item.category}").classes(
