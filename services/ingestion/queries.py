@@ -43,10 +43,10 @@ from services.storage.models import (
     ServedRecommendation,
     Upload,
 )
+from services.time_ranges import check_time_range
 
 __all__ = ["EXACT_USERS_LIMIT", "AnalyticsResult", "DataStatsResult", "Queries"]
 
-MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(days=30)
 MAX_RETURNED_ERRORS = 1000
 REPORT_COLUMNS = ("row", "column", "reason", "message", "value")
@@ -333,16 +333,7 @@ class Queries:
             ) from None
         end = end or datetime.now(UTC)
         start = start or end - DEFAULT_RANGE
-        if end < start:
-            raise InvalidArgument(
-                "time_range.end_time is before start_time.",
-                violations=[FieldViolation("time_range", "end_time before start_time")],
-            )
-        if end - start > MAX_RANGE:
-            raise InvalidArgument(
-                "time_range is longer than 366 days; ask for a shorter range.",
-                violations=[FieldViolation("time_range", "at most 366 days")],
-            )
+        check_time_range(start, end)
         if popular_limit < 0:
             raise InvalidArgument(
                 "popular_items_limit must not be negative.",

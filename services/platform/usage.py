@@ -16,12 +16,12 @@ from services.errors import FieldViolation, InvalidArgument
 from services.identity.principal import Authenticator
 from services.platform.usage_store import MethodTotals, UsageTotals, read_usage
 from services.runtime.usage import LATENCY_BOUNDS_MS
+from services.time_ranges import check_time_range
 
 __all__ = ["UsageReport", "percentile_bound"]
 
 _HOUR = 3600
 _DEFAULT_HOURS = 24
-_MAX_HOURS = 366 * 24
 #: Ranges up to this many hours default to hourly buckets; longer ones to days.
 _HOURLY_DEFAULT_LIMIT = 72
 #: Hourly series beyond this are refused: 744 points is already more than a chart shows.
@@ -81,16 +81,7 @@ def _hours(request: pb.GetUsageRequest) -> tuple[int, int]:
     start = (
         math.floor(time_range.start_time.ToSeconds() / _HOUR) if has_start else end - _DEFAULT_HOURS
     )
-    if end < start:
-        raise InvalidArgument(
-            "time_range.end_time is before start_time.",
-            violations=[FieldViolation("time_range", "end_time before start_time")],
-        )
-    if end - start > _MAX_HOURS:
-        raise InvalidArgument(
-            "time_range is longer than 366 days; ask for a shorter range.",
-            violations=[FieldViolation("time_range", "at most 366 days")],
-        )
+    check_time_range(_at_hour(start), _at_hour(end))
     return start, max(end, start + 1)
 
 
@@ -115,8 +106,12 @@ def _granularity(request: pb.GetUsageRequest, hours: int) -> pb.UsageGranularity
     return wanted
 
 
+def _at_hour(hour: int) -> datetime:
+    return datetime.fromtimestamp(hour * _HOUR, UTC)
+
+
 def _timestamp_hours(message: Any, hour: int) -> None:
-    message.FromDatetime(datetime.fromtimestamp(hour * _HOUR, UTC))
+    message.FromDatetime(_at_hour(hour))
 
 
 class UsageReport:
