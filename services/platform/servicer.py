@@ -69,7 +69,7 @@ async def _check_gateway(admin_url: str) -> Component:
     except httpx.HTTPError as exc:
         up, message = False, f"{type(exc).__name__}: {exc}"[:200]
     latency = (time.perf_counter() - started) * 1000
-    return Component("gateway", up, message=message, latency_ms=round(latency, 2))
+    return Component("envoy", up, message=message, latency_ms=round(latency, 2))
 
 
 def _component_health(c: Component) -> pb.ComponentHealth:

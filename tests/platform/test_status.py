@@ -1,4 +1,4 @@
-"""GetPlatformStatus and the gateway component of GET /health."""
+"""GetPlatformStatus and the envoy component of GET /health."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def test_admins_see_every_component_and_others_are_refused(stack: RunningS
     states = _states(report)
     for name in ("tenant", "ingestion", "training", "retrieval", "audit", "database"):
         assert states[name], report
-    assert "gateway" not in states  # no Envoy admin address configured for this stack
+    assert "envoy" not in states  # no Envoy admin address configured for this stack
 
     member = Principal(
         subject="u1", tenant_id="t1", role="tenant_admin", scopes=frozenset({"analytics:read"})
@@ -65,22 +65,22 @@ async def test_the_gateway_counts_when_its_admin_address_is_set(
     report = await _stub(up).GetPlatformStatus(
         pb.GetPlatformStatusRequest(), metadata=up.admin_metadata(), timeout=10
     )
-    assert _states(report)["gateway"] and report.status == "healthy"
+    assert _states(report)["envoy"] and report.status == "healthy"
 
     down = await stack_factory(gateway_admin_url=f"http://127.0.0.1:{free_port()}")
     report = await _stub(down).GetPlatformStatus(
         pb.GetPlatformStatusRequest(), metadata=down.admin_metadata(), timeout=10
     )
-    assert report.status == "unhealthy" and not _states(report)["gateway"]
-    gateway = next(c for c in report.components if c.component == "gateway")
+    assert report.status == "unhealthy" and not _states(report)["envoy"]
+    gateway = next(c for c in report.components if c.component == "envoy")
     assert gateway.message  # why: connection refused
     # GET /health says so too, with the same report in the error's details.
     with pytest.raises(grpc.aio.AioRpcError) as unhealthy:
         await _stub(down).GetHealth(pb.GetHealthRequest(), timeout=10)
     assert code_of(unhealthy.value) == grpc.StatusCode.UNAVAILABLE
-    assert "gateway is not serving" in (unhealthy.value.details() or "")
+    assert "envoy is not serving" in (unhealthy.value.details() or "")
     trailing = dict(unhealthy.value.trailing_metadata() or ())
     status = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
     health = pb.HealthReport()
     assert any(d.Unpack(health) for d in status.details)
-    assert not _states(health)["gateway"]
+    assert not _states(health)["envoy"]

@@ -819,7 +819,7 @@ def register() -> None:
                         if message:
                             ui.label(message)
                     ui.label(
-                        "Each service and dependency as the platform checks it; 'gateway' is "
+                        "Each service and dependency as the platform checks it; 'envoy' is "
                         "Envoy's readiness, when its admin address is configured (embrec up)."
                     ).classes("text-caption")
                     if components:
