@@ -4,7 +4,8 @@ Session fixtures (`postgres_url`, `redis_url`, `kafka_bootstrap`) reuse a server
 by EMBREC_TEST_POSTGRES_URL / EMBREC_TEST_REDIS_URL / EMBREC_TEST_KAFKA_BOOTSTRAP
 (.ci/run starts them once) or start one for the whole session. Function fixtures
 (`postgres_server`, `redis_server`, `kafka_broker`) give a test its own server that it
-may stop and restart. A missing binary skips the test, or fails it when CI=true.
+may stop and restart. A missing binary skips the test, or fails it when CI=true (the
+same rule as tests/support/tools.skip_unless_ci, used for Envoy and Chromium).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import pytest
 from services.sampledata.generator import generate, write_csv
 from tests.services.conftest import TEST_JWT_SECRET, RunningStack
 from tests.support.servers import EnvoyProcess, free_port
+from tests.support.tools import skip_unless_ci
 from tests.ui.support import PASSWORD, make_admin, unique
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ def console_server(stack: RunningStack, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def browser_page() -> AsyncIterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+        skip_unless_ci("Debian chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.async_api")
     profile = tempfile.mkdtemp(prefix="embrec-chromium-")
     async with playwright_api.async_playwright() as driver:
