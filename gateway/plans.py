@@ -1,10 +1,12 @@
-"""Rate-limit plans: data, not code.
+"""Plans: data, not code.
 
-A plan names a request rate and a burst. The table lives in ``gateway/plans.toml``
-(shipped with the package; operators may point ``load_plans`` at their own file), and
-a tenant may carry a per-tenant override in ``tenants.settings["rate_limit"]`` —
-``{"requests_per_second": 500, "burst": 1000}`` — which wins over its plan. Unknown
-plan names fall back to ``free``: a typo in the database must not lift every limit.
+A plan names a request rate and a burst, and how many usable API keys a tenant on it
+may hold (``max_api_keys``; 0 means no limit), which the tenant service enforces. The
+table lives in ``gateway/plans.toml`` (shipped with the package; operators may point
+``load_plans`` at their own file), and a tenant may carry a per-tenant rate override in
+``tenants.settings["rate_limit"]`` — ``{"requests_per_second": 500, "burst": 1000}`` —
+which wins over its plan. Unknown plan names fall back to ``free``: a typo in the
+database must not lift every limit.
 
 Two enforcement points read the same numbers (see docs in gateway/ratelimit.py):
 Envoy's local token buckets per tenant (one per Envoy; built into the config from the
@@ -31,10 +33,13 @@ class Plan:
     name: str
     requests_per_second: int
     burst: int
+    max_api_keys: int = 0
 
     def __post_init__(self) -> None:
         if self.requests_per_second < 1 or self.burst < self.requests_per_second:
             raise ValueError(f"plan {self.name!r}: need requests_per_second >= 1 and burst >= it")
+        if self.max_api_keys < 0:
+            raise ValueError(f"plan {self.name!r}: max_api_keys must be >= 0 (0: no limit)")
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class PlanTable:
         try:
             rps = int(override.get("requests_per_second", plan.requests_per_second))
             burst = int(override.get("burst", max(plan.burst, rps)))
-            return Plan(f"{plan.name}+override", rps, max(burst, rps))
+            return Plan(f"{plan.name}+override", rps, max(burst, rps), plan.max_api_keys)
         except (TypeError, ValueError):
             return plan  # a malformed override is ignored, not a way to lift the limit
 
@@ -65,7 +70,12 @@ class PlanTable:
 def load_plans(path: Path = DEFAULT_PLANS_FILE) -> PlanTable:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     plans = {
-        name: Plan(name, int(spec["requests_per_second"]), int(spec["burst"]))
+        name: Plan(
+            name,
+            int(spec["requests_per_second"]),
+            int(spec["burst"]),
+            int(spec.get("max_api_keys", 0)),
+        )
         for name, spec in data.get("plans", {}).items()
     }
     return PlanTable(plans)

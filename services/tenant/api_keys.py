@@ -9,6 +9,9 @@ A key may be given an expiry at creation (in the future, at most
 :data:`MAX_API_KEY_LIFETIME` ahead); it cannot be changed afterwards, so rotating means
 creating a new key. Every check compares the expiry with the clock on each use, so an
 expired key stops working at that instant, cached or not.
+
+A tenant holds at most its plan's ``max_api_keys`` usable keys (gateway/plans.toml);
+revoked and expired keys do not count, so revoking one makes room for a new one.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.errors import FieldViolation, InvalidArgument, NotFound
+from gateway.plans import PlanTable, load_plans
+from services.errors import FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from services.identity.credentials import API_KEY_PREFIX, format_utc, generate_api_key
 from services.identity.principal import API_KEY_SCOPES, DEFAULT_API_KEY_SCOPES
 from services.pagination import next_token, parse_page
-from services.storage.models import ApiKey
+from services.storage.models import ApiKey, Tenant
 from services.tenant.domain import MAX_NAME_LENGTH, Actor
 
 __all__ = [
@@ -57,14 +61,21 @@ def display_prefix(key: ApiKey) -> str:
     return f"{API_KEY_PREFIX}{key.prefix}"
 
 
+def _usable(now: datetime) -> ColumnElement[bool]:
+    """Neither revoked nor expired: what lists show and what the plan's limit counts."""
+    return ApiKey.revoked_at.is_(None) & or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
+
+
 class ApiKeyStore:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         on_revoke: Callable[[str], None] = lambda prefix: None,
+        plans: PlanTable | None = None,
     ) -> None:
         self._sessions = sessions
         self._on_revoke = on_revoke
+        self._plans = plans or load_plans()
 
     async def create(
         self,
@@ -118,6 +129,7 @@ class ApiKeyStore:
         granted = sorted(set(scopes or DEFAULT_API_KEY_SCOPES))
         generated = generate_api_key()
         async with self._sessions() as session, session.begin():
+            await self._check_quota(session, tenant_id, now)
             key = ApiKey(
                 tenant_id=tenant_id,
                 name=name,
@@ -144,6 +156,28 @@ class ApiKeyStore:
             )
         return CreatedApiKey(key, generated.full_key)
 
+    async def _check_quota(self, session: AsyncSession, tenant_id: str, now: datetime) -> None:
+        # The tenant row is locked (PostgreSQL; SQLite has one writer) so two concurrent
+        # creates cannot both take the last free slot.
+        plan_name = await session.scalar(
+            select(Tenant.plan).where(Tenant.id == tenant_id).with_for_update()
+        )
+        limit = self._plans.get(plan_name or "").max_api_keys
+        if not limit:
+            return
+        usable = await session.scalar(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.tenant_id == tenant_id, _usable(now))
+        )
+        if (usable or 0) >= limit:
+            raise ResourceExhausted(
+                f"The {plan_name} plan allows {limit} usable API keys and this tenant has "
+                f"{usable}; revoke one you no longer use, or move to a larger plan.",
+                reason="QUOTA_EXCEEDED",
+                metadata={"limit": str(limit), "plan": str(plan_name), "usable": str(usable)},
+            )
+
     async def list(
         self, *, tenant_id: str, page_size: int, page_token: str, show_revoked: bool
     ) -> ApiKeyPage:
@@ -151,10 +185,7 @@ class ApiKeyStore:
         query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
         if not show_revoked:
             # "Usable keys": the same flag hides expired ones, as the contract says.
-            query = query.where(
-                ApiKey.revoked_at.is_(None),
-                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > datetime.now(UTC)),
-            )
+            query = query.where(_usable(datetime.now(UTC)))
         async with self._sessions() as session:
             rows = (
                 await session.scalars(
