@@ -385,6 +385,8 @@ def bench_serve(
     from services.retrieval.h2load import h2load_available, run_h2load
     from services.retrieval.loadgen import LoadResult, run_load
 
+    # Users the model does not know get popular fallbacks: ask only for known ones.
+    user_pool = max(1, min(user_pool, users))
     if loadgen == "auto":
         loadgen = "h2load" if h2load_available() else "python"
     if loadgen not in ("h2load", "python"):
