@@ -330,13 +330,14 @@ def _scrape(ports: list[int]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _redis(url: str, workdir: Path) -> Iterator[str]:
+def _redis(url: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """(URL, pid of the redis-server started here or 0)."""
     if url:
-        yield url
+        yield url, 0
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        yield ""
+        yield "", 0
         return
     port = _free_port()
     process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -348,7 +349,7 @@ def _redis(url: str, workdir: Path) -> Iterator[str]:
     )
     try:
         _wait_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -401,7 +402,7 @@ def bench_serve(
     out(f"catalog {items} items, {users} users, model v1 deployed ({setup:.1f} s)")
     children = _Children(work)
     figures: dict[str, Any] = {}
-    with _redis(redis_url, work) as redis:
+    with _redis(redis_url, work) as (redis, redis_pid):
         env = {
             **os.environ,
             "EMBREC_DATA_DIR": str(work),
@@ -500,6 +501,8 @@ def bench_serve(
                 runs = [("grpc", "cold", 0.0), *((p, "warm", 0.0) for p in protocols)]
             envoy_pid = envoy.process.pid if envoy.process else 0
             pids = {"envoy": envoy_pid, **children.pids}
+            if redis_pid:
+                pids["redis"] = redis_pid
             for protocol, phase, offered in runs:
                 before = _scrape(metrics_ports)
                 errors_before = len(_log_lines(error_log))
