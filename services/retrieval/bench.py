@@ -539,7 +539,9 @@ def bench_serve(
                 status_errors = [line for line in logged if not _client_closed(line)]
                 if h2:
                     result.fallbacks = int(after.get("fallback", 0) - before.get("fallback", 0))
-                    result.errors = max(result.errors, len(status_errors))
+                    # h2load already counted non-200 answers and failed streams; a gRPC
+                    # error is an HTTP 200 with a non-OK grpc-status: add those.
+                    result.errors += sum(1 for line in status_errors if line.split()[0] == "200")
                     if status_errors and not result.first_error:
                         result.first_error = status_errors[0]
                 hits = after.get("hit", 0) - before.get("hit", 0)

@@ -126,3 +126,39 @@ def test_bench_serve_h2load_passes_through_envoy_without_errors() -> None:
         assert figure["errors"] == 0 and figure["grpc_status_errors"] == 0, name
         assert figure["fallbacks"] == 0, name
         assert figure["cache_hit_rate"] > 0.5, name
+
+
+@needs_h2load
+async def test_grpc_errors_h2load_cannot_see_are_counted_from_envoys_error_log(
+    stack_factory: StackFactory, tmp_path: Path
+) -> None:
+    """A gRPC error is HTTP 200 with grpc-status in the trailers: h2load counts it as a
+    success, the bench's Envoy error log (non-OK gRPC statuses only) does not."""
+    from services.embedded import EnvoyChild
+    from services.retrieval.bench import _envoy_config, _free_port, _log_lines
+
+    stack = await stack_factory()
+    shop = await make_shop(stack, n_items=50)
+    token = dict(shop.metadata())["authorization"].removeprefix("Bearer ")
+    port = stack.runtime.port
+    listen, admin = _free_port(), _free_port()
+    config, error_log = tmp_path / "envoy.yaml", tmp_path / "errors.log"
+    # No ext_authz: the service itself judges the credential.
+    _envoy_config(REPO_ROOT, config, listen, admin, port, [port], authz=False, error_log=error_log)
+    envoy = EnvoyChild(config, admin, tmp_path / "envoy.log")
+    await envoy.start()
+    try:
+        good = await asyncio.to_thread(
+            run_h2load, "127.0.0.1", listen, token, ["user_a"], concurrency=2, duration=1.0
+        )
+        assert good.errors == 0 and good.requests > 0, good.first_error
+        logged_after_good = len(_log_lines(error_log))
+        bad = await asyncio.to_thread(
+            run_h2load, "127.0.0.1", listen, "not-a-token", ["user_a"], concurrency=2, duration=1.0
+        )
+    finally:
+        envoy.stop()
+    assert bad.latencies and bad.errors == 0  # HTTP 200 every time: h2load sees no error
+    refused = [line for line in _log_lines(error_log)[logged_after_good:] if "DC" not in line]
+    assert len(refused) >= len(bad.latencies)  # every refusal was logged by Envoy
+    assert all(line.split()[:3] == ["200", "grpc-status", "16"] for line in refused)
