@@ -192,6 +192,13 @@ class VerifiedTokenCache:
         self._entries.move_to_end(key)
         return principal
 
+    def get_with_expiry(self, key: bytes) -> tuple[float, Principal] | None:
+        """(expiry, principal), like :meth:`get`."""
+        principal = self.get(key)
+        if principal is None:
+            return None
+        return self._entries[key][0], principal
+
     def put(self, key: bytes, expires: float, principal: Principal) -> None:
         if self._clock() >= expires:
             return
@@ -201,6 +208,54 @@ class VerifiedTokenCache:
             self._entries.popitem(last=False)
 
     def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _DecisionCache:
+    """Allowed decisions per (credential hash, RPC, rule, tenants named), for ``ttl``
+    seconds and never past the credential's own expiry: the same caller calling the
+    same RPC gets the decision (and its signed headers) already made.
+
+    Everything a decision rests on is either in the key (the credential, the RPC and the
+    tenants the request names), bounded by the expiry (token ``exp``, API key
+    ``expires_at``), or behind the invalidation that clears the whole cache (key and
+    tenant changes from the bus). A decision computed across an invalidation is not
+    stored (``generation``). Denials are never cached.
+    """
+
+    def __init__(self, ttl: float, max_entries: int, clock: Any = time.time) -> None:
+        self.ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[tuple[Any, ...], tuple[float, Decision]] = {}
+        self.generation = 0
+
+    def get(self, key: tuple[Any, ...]) -> Decision | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self._clock() >= entry[0]:
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(
+        self, key: tuple[Any, ...], decision: Decision, generation: int, valid_until: float
+    ) -> None:
+        if self.ttl <= 0 or generation != self.generation:
+            return
+        expires = min(self._clock() + self.ttl, valid_until)
+        if expires <= self._clock():
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()  # short-lived entries: starting over costs one miss each
+        self._entries[key] = (expires, decision)
+
+    def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
     def __len__(self) -> int:
@@ -230,6 +285,7 @@ class Authorizer:
         plans: PlanTable,
         cache_ttl: float = 30.0,
         token_cache_size: int = 10_000,
+        decision_ttl: float = 1.0,
     ) -> None:
         self._sessions = sessions
         self._jwt_secret = jwt_secret
@@ -239,6 +295,7 @@ class Authorizer:
         self._keys: _TtlCache[str, _KeyRecord | None] = _TtlCache(cache_ttl)
         self._tenants: _TtlCache[str, TenantInfo | None] = _TtlCache(cache_ttl)
         self._tokens = VerifiedTokenCache(token_cache_size)
+        self._decisions = _DecisionCache(decision_ttl, max_entries=token_cache_size)
         #: Database lookups made (for benchmarks and tests of the caches).
         self.lookups = 0
 
@@ -246,14 +303,17 @@ class Authorizer:
 
     def invalidate_tenant(self, tenant_id: str) -> None:
         self._tenants.drop_where(lambda k, _: k == tenant_id)
+        self._decisions.clear()
 
     def invalidate_keys_of(self, tenant_id: str) -> None:
         self._keys.drop_where(lambda _, v: v is None or v.tenant_id == tenant_id)
+        self._decisions.clear()
 
     def clear_caches(self) -> None:
         self._keys.clear()
         self._tenants.clear()
         self._tokens.clear()
+        self._decisions.clear()
 
     # --- the decision ------------------------------------------------------------------
 
@@ -261,12 +321,30 @@ class Authorizer:
         call = self.policy.resolve(
             request.method, request.path, request.headers.get("content-type", ""), request.body
         )
+        key = None
+        if call.rule.access is not Access.PUBLIC:  # public decisions name the client's address
+            credential = _raw_credential(request.headers)
+            if credential:
+                key = (
+                    hashlib.sha256(credential.encode()).digest(),
+                    call.method,
+                    call.rule,
+                    call.named_tenants,
+                )
+                cached = self._decisions.get(key)
+                if cached is not None:
+                    return cached
+        generation = self._decisions.generation
         try:
-            return await self._decide(request, call)
+            decision, valid_until = await self._decide(request, call)
         except (Unauthenticated, PermissionDenied) as exc:
             return _deny(exc, call.method)
+        if key is not None and decision.allowed:
+            self._decisions.put(key, decision, generation, valid_until)
+        return decision
 
-    async def _decide(self, request: AuthzRequest, call: ResolvedCall) -> Decision:
+    async def _decide(self, request: AuthzRequest, call: ResolvedCall) -> tuple[Decision, float]:
+        """The decision, and until when (wall clock) its credential is valid."""
         credential = _credential(request.headers)
         if call.rule.access is Access.PUBLIC:
             # Public calls are limited per client address under the anonymous plan.
@@ -280,13 +358,13 @@ class Authorizer:
                 },
                 remove_headers=tuple(h for h in GATEWAY_HEADERS if h != "x-plan"),
                 method=call.method,
-            )
+            ), 0.0
         if credential is None:
             raise Unauthenticated(
                 "This call needs a credential: send 'Authorization: Bearer <token or API key>'.",
                 reason="CREDENTIAL_MISSING",
             )
-        principal = await self._authenticate(credential)
+        principal, valid_until = await self._authenticate(credential)
         tenant: TenantInfo | None = None
         if principal.tenant_id:
             tenant = await self._tenant(principal.tenant_id)
@@ -323,7 +401,7 @@ class Authorizer:
                     reason="CROSS_TENANT",
                     metadata={"method": call.method},
                 )
-        return self._allow(principal, tenant, call.method)
+        return self._allow(principal, tenant, call.method), valid_until
 
     def _allow(self, principal: Principal, tenant: TenantInfo | None, method: str) -> Decision:
         if tenant is not None:
@@ -341,20 +419,21 @@ class Authorizer:
 
     # --- credentials -------------------------------------------------------------------
 
-    async def _authenticate(self, credential: str) -> Principal:
+    async def _authenticate(self, credential: str) -> tuple[Principal, float]:
+        """The principal, and the wall-clock time its credential stops being valid."""
         if credential.startswith(API_KEY_PREFIX):
             return await self._api_key_principal(credential)
         key = self._tokens.key(credential)
-        cached = self._tokens.get(key)
+        cached = self._tokens.get_with_expiry(key)
         if cached is not None:
-            return cached
+            return cached[1], cached[0]
         principal = verify_access_token(credential, self._jwt_secret)  # raises if bad
         expires = _token_expiry(credential)
         if expires is not None:
             self._tokens.put(key, expires, principal)
-        return principal
+        return principal, expires if expires is not None else 0.0
 
-    async def _api_key_principal(self, key: str) -> Principal:
+    async def _api_key_principal(self, key: str) -> tuple[Principal, float]:
         prefix, secret = parse_api_key(key)
         record = self._keys.get(prefix)
         if record is None:
@@ -364,12 +443,13 @@ class Authorizer:
             raise Unauthenticated("The API key is invalid.", reason="API_KEY_INVALID")
         # Against the clock on every request: the row may sit in the cache past its expiry.
         check_api_key_usable(revoked=record.revoked, expires_at=record.expires_at)
-        return Principal(
+        principal = Principal(
             subject=f"apikey:{record.id}",
             tenant_id=record.tenant_id,
             role="api_key",
             scopes=record.scopes,
         )
+        return principal, record.expires_at.timestamp() if record.expires_at else float("inf")
 
     async def _load_key(self, prefix: str) -> _KeyRecord | None:
         self.lookups += 1
@@ -406,6 +486,15 @@ class Authorizer:
         )
         self._tenants.put(tenant_id, info)
         return info
+
+
+def _raw_credential(headers: Mapping[str, str]) -> str:
+    """What identifies the caller, as sent (the decision cache's key; never parsed)."""
+    authorization = headers.get("authorization", "")
+    api_key = headers.get("x-api-key", "")
+    if not authorization and not api_key:
+        return ""
+    return f"{authorization}\n{api_key}"
 
 
 def _credential(headers: Mapping[str, str]) -> str | None:

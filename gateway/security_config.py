@@ -65,6 +65,7 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions,
     HttpProtocolOptionsExplicitHttpConfig,
 )
+from envoy_data_plane.envoy.type.matcher.v3 import ListStringMatcher, StringMatcher
 from envoy_data_plane.envoy.type.v3 import (
     FractionalPercent,
     FractionalPercentDenominatorType,
@@ -91,6 +92,8 @@ __all__ = [
 AUTHZ_CLUSTER = "gateway_authz"
 RLS_CLUSTER = "gateway_rls"
 RLS_DOMAIN = "embrec"
+#: Request headers ext_authz forwards to the authz service (all that it reads).
+AUTHZ_REQUEST_HEADERS = ("authorization", "x-api-key", "content-type")
 #: Bytes of the request body ext_authz sees (enough for any tenant id near the top).
 AUTHZ_BODY_BYTES = 64 * 1024
 
@@ -171,6 +174,12 @@ def authz_filter(cluster: str = AUTHZ_CLUSTER, timeout: timedelta | None = None)
             max_request_bytes=AUTHZ_BODY_BYTES, allow_partial_message=True, pack_as_bytes=True
         ),
         status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
+        # Only what the decision reads (gateway/authz.py): the credential and the content
+        # type (gRPC or REST); method, path, body and peer address travel anyway. Every
+        # other header would be copied into each Check request and parsed for nothing.
+        allowed_headers=ListStringMatcher(
+            patterns=[StringMatcher(exact=name) for name in AUTHZ_REQUEST_HEADERS]
+        ),
     )
     return HttpFilter(name="envoy.filters.http.ext_authz", typed_config=Any.pack(config))
 

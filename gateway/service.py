@@ -84,9 +84,28 @@ def check_response(decision: Decision) -> envoy_authz_pb2.CheckResponse:
     )
 
 
+#: CheckResponses kept for reused (cached) decisions; cleared when full.
+_MAX_RESPONSES = 10_000
+
+
 class AuthorizationServicer(envoy_authz_pb2_grpc.AuthorizationServicer):
     def __init__(self, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
+        # The authorizer hands back the same Decision object while it caches it, so its
+        # response is built once: id(decision) -> (decision, response). Holding the
+        # decision keeps its id from being reused while the entry exists.
+        self._responses: dict[int, tuple[Decision, envoy_authz_pb2.CheckResponse]] = {}
+
+    def _response(self, decision: Decision) -> envoy_authz_pb2.CheckResponse:
+        entry = self._responses.get(id(decision))
+        if entry is not None and entry[0] is decision:
+            return entry[1]
+        response = check_response(decision)
+        if decision.allowed and decision.principal is not None:
+            if len(self._responses) >= _MAX_RESPONSES:
+                self._responses.clear()
+            self._responses[id(decision)] = (decision, response)
+        return response
 
     async def Check(
         self, request: envoy_authz_pb2.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -105,7 +124,7 @@ class AuthorizationServicer(envoy_authz_pb2_grpc.AuthorizationServicer):
             logger.info(
                 "authz denied %s %s: %s", http.method, decision.method or http.path, decision.reason
             )
-        return check_response(decision)
+        return self._response(decision)
 
 
 class RateLimitServicer(envoy_ratelimit_pb2_grpc.RateLimitServiceServicer):

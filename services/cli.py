@@ -347,6 +347,20 @@ def bench_serve(
             "the JWT itself, to measure what the authz hop costs."
         ),
     ] = True,
+    loadgen: Annotated[
+        str,
+        typer.Option(
+            help="'h2load' (nghttp2-client: closed-loop and fixed-rate passes), 'python' "
+            "(in-repo generator: cold and warm passes) or 'auto' (h2load when on PATH)."
+        ),
+    ] = "auto",
+    rate: Annotated[
+        float,
+        typer.Option(help="Offered req/s of h2load's fixed-rate pass (0 = closed loop only)."),
+    ] = 1000.0,
+    h2load_users: Annotated[
+        int, typer.Option(help="h2load processes, each asking for one user.")
+    ] = 10,
 ) -> None:
     """Recommend through Envoy (gRPC and REST): req/s, p50/p95/p99, errors, cache hits."""
     from services.retrieval.bench import bench_serve as run_bench
@@ -366,6 +380,9 @@ def bench_serve(
         redis_url=redis_url,
         ring_hash=ring_hash,
         authz=authz,
+        loadgen=loadgen,
+        rate=rate,
+        h2load_users=h2load_users,
     )
 
 

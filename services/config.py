@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     retrieval_cache_ttl_seconds: float = Field(
         default=300.0, gt=0, description="Lifetime of a cached recommendation response."
     )
+    retrieval_local_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a replica keeps an answer it read from Redis in its own "
+        "memory (dropped at once by the user's new events, like Redis's copy). 0: off.",
+    )
     retrieval_memory_cap_mb: int = Field(
         default=0,
         ge=0,

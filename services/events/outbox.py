@@ -110,7 +110,10 @@ async def insert_events(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
     starved every other writer past its busy timeout ("database is locked").
     """
     if rows:
-        await session.execute(insert(cast(Table, OutboxEvent.__table__)), list(rows))
+        # On the session's connection (same transaction), as a Core statement: through
+        # Session.execute the ORM's bulk-insert path re-processes every row in Python.
+        connection = await session.connection()
+        await connection.execute(insert(cast(Table, OutboxEvent.__table__)), list(rows))
 
 
 class OutboxRelay:

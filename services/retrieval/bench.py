@@ -246,6 +246,7 @@ def _envoy_config(
     *,
     ring_hash: bool = True,
     authz: bool = True,
+    error_log: Path | None = None,
 ) -> None:
     from gateway.envoy_config import GatewaySettings, build_config, secured
 
@@ -271,7 +272,45 @@ def _envoy_config(
                 entry = yaml.safe_load(yaml.safe_dump(template))
                 entry["endpoint"]["address"]["socket_address"]["port_value"] = port
                 endpoint["lb_endpoints"].append(entry)
+    if error_log is not None:
+        for listener in config["static_resources"]["listeners"]:
+            for chain in listener["filter_chains"]:
+                for network_filter in chain["filters"]:
+                    manager = network_filter["typed_config"]
+                    manager["access_log"] = [_error_access_log(error_log)]
     path.write_text(yaml.safe_dump(config, sort_keys=True))
+
+
+def _error_access_log(path: Path) -> dict[str, Any]:
+    """An access log of the requests whose gRPC status is not OK (inferred from the HTTP
+    status for REST): how the bench counts errors h2load cannot see (it reads no trailers)."""
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(path),
+            "log_format": {
+                "text_format_source": {
+                    "inline_string": "%RESPONSE_CODE% grpc-status %GRPC_STATUS_NUMBER% "
+                    "%RESPONSE_FLAGS% %REQ(:PATH)%\n"
+                }
+            },
+        },
+        "filter": {"grpc_status_filter": {"statuses": ["OK"], "exclude": True}},
+    }
+
+
+def _client_closed(line: str) -> bool:
+    """An error-log line of a stream the client closed (response flag DC)."""
+    fields = line.split()
+    return len(fields) > 3 and "DC" in fields[3].split(",")
+
+
+def _log_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError:
+        return []
 
 
 def _scrape(ports: list[int]) -> dict[str, float]:
@@ -283,17 +322,22 @@ def _scrape(ports: list[int]) -> dict[str, float]:
             if line.startswith("embrec_retrieval_cache_requests_total{"):
                 result = line.split('result="', 1)[1].split('"', 1)[0]
                 totals[result] = totals.get(result, 0.0) + float(line.rsplit(" ", 1)[1])
+            elif line.startswith("embrec_retrieval_served_total{"):
+                reason = line.split('fallback_reason="', 1)[1].split('"', 1)[0]
+                key = "served" if reason == "-" else "fallback"
+                totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return totals
 
 
 @contextlib.contextmanager
-def _redis(url: str, workdir: Path) -> Iterator[str]:
+def _redis(url: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """(URL, pid of the redis-server started here or 0)."""
     if url:
-        yield url
+        yield url, 0
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        yield ""
+        yield "", 0
         return
     port = _free_port()
     process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -305,7 +349,7 @@ def _redis(url: str, workdir: Path) -> Iterator[str]:
     )
     try:
         _wait_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -326,12 +370,28 @@ def bench_serve(
     redis_url: str = "",
     ring_hash: bool = True,
     authz: bool = True,
+    loadgen: str = "auto",
+    rate: float = 1000.0,
+    h2load_users: int = 10,
     out: Any = print,
 ) -> dict[str, Any]:
-    """Run the benchmark; prints one summary line per protocol and returns the figures."""
+    """Run the benchmark; prints one summary line per pass and returns the figures.
+
+    ``loadgen``: ``h2load`` (closed-loop and fixed-``rate`` passes, ``h2load_users``
+    h2load processes each asking for one user), ``python`` (loadgen.py: a cold pass,
+    then warm passes over ``user_pool`` users) or ``auto`` (h2load when on PATH).
+    """
     from services.embedded import EnvoyChild
     from services.identity.credentials import Principal, issue_access_token
-    from services.retrieval.loadgen import run_load
+    from services.retrieval.h2load import h2load_available, run_h2load
+    from services.retrieval.loadgen import LoadResult, run_load
+
+    # Users the model does not know get popular fallbacks: ask only for known ones.
+    user_pool = max(1, min(user_pool, users))
+    if loadgen == "auto":
+        loadgen = "h2load" if h2load_available() else "python"
+    if loadgen not in ("h2load", "python"):
+        raise ValueError(f"loadgen must be 'h2load', 'python' or 'auto', not {loadgen!r}")
 
     work = Path(tempfile.mkdtemp(prefix="embrec-bench-serve-"))
     url = database_url or f"sqlite+aiosqlite:///{work / 'embrec.db'}"
@@ -342,7 +402,7 @@ def bench_serve(
     out(f"catalog {items} items, {users} users, model v1 deployed ({setup:.1f} s)")
     children = _Children(work)
     figures: dict[str, Any] = {}
-    with _redis(redis_url, work) as redis:
+    with _redis(redis_url, work) as (redis, redis_pid):
         env = {
             **os.environ,
             "EMBREC_DATA_DIR": str(work),
@@ -374,6 +434,7 @@ def bench_serve(
                 _wait_port(port)
             listen, admin = _free_port(), _free_port()
             config = work / "envoy.yaml"
+            error_log = work / "envoy-errors.log"
             _envoy_config(
                 repo_root,
                 config,
@@ -383,6 +444,7 @@ def bench_serve(
                 replica_ports,
                 ring_hash=ring_hash,
                 authz=authz,
+                error_log=error_log,
             )
             envoy = EnvoyChild(config, admin, work / "envoy.log")
             asyncio.run(envoy.start())
@@ -413,48 +475,94 @@ def bench_serve(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the model never served: {warm.first_error or 'fallbacks'}")
             balancing = "ring hash" if ring_hash else "round robin"
+            h2 = loadgen == "h2load"
+            h2_users = [f"user_{k}" for k in range(max(1, min(h2load_users, concurrency)))]
+            clients = (
+                f"h2load ({len(h2_users)} processes, one user each)"
+                if h2
+                else f"the Python load generator ({client_processes} process(es), "
+                f"users templated over {user_pool})"
+            )
             out(
                 f"{replicas} retrieval replica(s), Envoy {balancing}, "
-                f"{concurrency} clients in "
-                f"{client_processes} process(es), {duration:.0f} s per protocol, "
-                f"users templated over {user_pool}, cache {'on' if redis else 'off'}, "
+                f"{concurrency} clients from {clients}, {duration:.0f} s per pass, "
+                f"cache {'on' if redis else 'off'}, "
                 f"{'ext_authz and rate limits' if authz else 'NO ext_authz/rate limits'}"
             )
-            # First pass: users seen for the first time (their history is read from
-            # the database, nothing is cached). Then the same users again, warm.
-            runs = [("grpc", "cold"), *((p, "warm") for p in protocols)]
+            # Python: first a pass of users seen for the first time (their history is
+            # read from the database, nothing is cached), then the same users warm.
+            # h2load: a closed-loop pass (max throughput), then a fixed offered rate.
+            runs: list[tuple[str, str, float]]
+            if h2:
+                runs = [(p, "max", 0.0) for p in protocols]
+                if rate > 0:
+                    runs += [(p, "rate", rate) for p in protocols]
+            else:
+                runs = [("grpc", "cold", 0.0), *((p, "warm", 0.0) for p in protocols)]
             envoy_pid = envoy.process.pid if envoy.process else 0
             pids = {"envoy": envoy_pid, **children.pids}
-            for protocol, phase in runs:
+            if redis_pid:
+                pids["redis"] = redis_pid
+            for protocol, phase, offered in runs:
                 before = _scrape(metrics_ports)
+                errors_before = len(_log_lines(error_log))
                 cpu_before = _cpu_snapshot(pids)
-                result = run_load(
-                    protocol,
-                    "127.0.0.1",
-                    listen,
-                    token,
-                    concurrency=concurrency,
-                    users=user_pool,
-                    duration=duration,
-                    processes=client_processes,
-                )
-                after = _scrape(metrics_ports)
+                result: LoadResult
+                if h2:
+                    result = run_h2load(
+                        "127.0.0.1",
+                        listen,
+                        token,
+                        h2_users,
+                        protocol=protocol,
+                        concurrency=concurrency,
+                        duration=duration,
+                        rps=offered,
+                    )
+                else:
+                    result = run_load(
+                        protocol,
+                        "127.0.0.1",
+                        listen,
+                        token,
+                        concurrency=concurrency,
+                        users=user_pool,
+                        duration=duration,
+                        processes=client_processes,
+                    )
                 cpu = _cpu_per_request(cpu_before, _cpu_snapshot(pids), result.requests)
+                after = _scrape(metrics_ports)
+                # Non-OK gRPC statuses seen by Envoy (h2load sees HTTP statuses only).
+                # "DC": the client closed the stream (h2load does at the end of a pass
+                # with requests in flight) — not an answer of the stack.
+                logged = _log_lines(error_log)[errors_before:]
+                status_errors = [line for line in logged if not _client_closed(line)]
+                if h2:
+                    result.fallbacks = int(after.get("fallback", 0) - before.get("fallback", 0))
+                    # h2load already counted non-200 answers and failed streams; a gRPC
+                    # error is an HTTP 200 with a non-OK grpc-status: add those.
+                    result.errors += sum(1 for line in status_errors if line.split()[0] == "200")
+                    if status_errors and not result.first_error:
+                        result.first_error = status_errors[0]
                 hits = after.get("hit", 0) - before.get("hit", 0)
                 misses = after.get("miss", 0) - before.get("miss", 0)
-                rate = hits / (hits + misses) if hits + misses else 0.0
-                out(f"{phase:4s} {result.summary()}  cache hit rate {rate:.1%}")
+                hit_rate = hits / (hits + misses) if hits + misses else 0.0
+                label = f"{phase} {offered:.0f}/s" if offered else phase
+                out(f"{label:9s} {result.summary()}  cache hit rate {hit_rate:.1%}")
                 out(f"      {cpu}")
                 if result.first_error:
                     out(f"      first error: {result.first_error}")
                 figures[f"{protocol}-{phase}"] = {
                     "requests": result.requests,
                     "rps": result.requests / result.elapsed if result.elapsed else 0.0,
+                    "offered_rps": offered,
                     "p50_ms": result.percentile(0.5) * 1e3,
                     "p95_ms": result.percentile(0.95) * 1e3,
                     "p99_ms": result.percentile(0.99) * 1e3,
                     "errors": result.errors,
-                    "cache_hit_rate": rate,
+                    "grpc_status_errors": len(status_errors),
+                    "fallbacks": result.fallbacks,
+                    "cache_hit_rate": hit_rate,
                 }
         finally:
             if envoy is not None:

@@ -12,12 +12,23 @@ Failure policy: every Redis error is counted (``embrec_retrieval_cache_errors_to
 logged at most once per ``log_every`` seconds, and then Redis is skipped for
 ``cooldown`` seconds (a circuit breaker), so a down Redis costs one short timeout per
 cooldown rather than one per request.
+
+Local layer: an answer read from Redis is also kept in the replica's memory for
+``local_seconds`` (2 s by default), so a user asking again soon costs no Redis round
+trip (on a busy replica that round trip was the largest part of a cache hit's CPU). It
+is invalidated exactly like Redis's copy: a user's new events drop the user's local
+entries on every replica (each replica consumes every interactions event for the
+tenants it serves, the same consumer that sends Redis the ``DEL``), and a deploy or a
+catalog change changes the field name. Only answers read from Redis enter it (not the
+ones a replica just computed and wrote), so it never holds what Redis does not; it is
+bounded by ``local_max_bytes``, least recently used users first.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,6 +45,60 @@ def cache_key(tenant_id: str, user_id: str) -> str:
     return f"{_PREFIX}{tenant_id}:{user_id}"
 
 
+class _LocalAnswers:
+    """Per (tenant, user): field -> (expiry, answer); LRU over users, bounded in bytes."""
+
+    def __init__(self, seconds: float, max_bytes: int, clock: Callable[[], float]) -> None:
+        self.seconds = seconds
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._users: OrderedDict[tuple[str, str], dict[str, tuple[float, bytes]]] = OrderedDict()
+        self.nbytes = 0
+        #: Bumped by every invalidation: an answer read from Redis across one (its user's
+        #: events may have arrived meanwhile) is not kept.
+        self.generation = 0
+
+    def get(self, tenant_id: str, user_id: str, field: str) -> bytes | None:
+        fields = self._users.get((tenant_id, user_id))
+        if fields is None:
+            return None
+        entry = fields.get(field)
+        if entry is None:
+            return None
+        if self._clock() >= entry[0]:
+            del fields[field]
+            self.nbytes -= len(entry[1])
+            if not fields:
+                del self._users[(tenant_id, user_id)]
+            return None
+        self._users.move_to_end((tenant_id, user_id))
+        return entry[1]
+
+    def put(self, tenant_id: str, user_id: str, field: str, value: bytes, generation: int) -> None:
+        if self.seconds <= 0 or len(value) > self._max_bytes or generation != self.generation:
+            return
+        fields = self._users.setdefault((tenant_id, user_id), {})
+        old = fields.get(field)
+        if old is not None:
+            self.nbytes -= len(old[1])
+        fields[field] = (self._clock() + self.seconds, value)
+        self.nbytes += len(value)
+        self._users.move_to_end((tenant_id, user_id))
+        while self.nbytes > self._max_bytes and self._users:
+            _, evicted = self._users.popitem(last=False)
+            self.nbytes -= sum(len(v) for _, v in evicted.values())
+
+    def drop_users(self, tenant_id: str, user_ids: Iterable[str]) -> None:
+        self.generation += 1
+        for user_id in user_ids:
+            fields = self._users.pop((tenant_id, user_id), None)
+            if fields:
+                self.nbytes -= sum(len(v) for _, v in fields.values())
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
 class ResponseCache:
     """See the module docstring. ``client`` is a ``redis.asyncio.Redis`` or None (off)."""
 
@@ -45,6 +110,8 @@ class ResponseCache:
         ttl_seconds: float = 300.0,
         cooldown: float = 1.0,
         log_every: float = 10.0,
+        local_seconds: float = 2.0,
+        local_max_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -55,6 +122,11 @@ class ResponseCache:
         self._clock = clock
         self._skip_until = 0.0
         self._last_log = -1e9
+        self.local = _LocalAnswers(local_seconds, local_max_bytes, clock)
+        # Metric children, looked up once (labels() per call costs a lock and a lookup).
+        self._hit = metrics.cache_requests.labels("hit")
+        self._miss = metrics.cache_requests.labels("miss")
+        self._bypass = metrics.cache_requests.labels("bypass")
 
     @property
     def enabled(self) -> bool:
@@ -81,19 +153,30 @@ class ResponseCache:
         self._metrics.cache_up.set(1)
 
     async def get(self, tenant_id: str, user_id: str, field: str) -> bytes | None:
-        if not self._available():
-            if self._client is not None:
-                self._metrics.cache_requests.labels("bypass").inc()
+        if self._client is None:
             return None
+        local = self.local.get(tenant_id, user_id, field)
+        if local is not None:
+            self._hit.inc()
+            return local
+        if not self._available():
+            self._bypass.inc()
+            return None
+        generation = self.local.generation
         try:
             value = await self._client.hget(cache_key(tenant_id, user_id), field)
         except Exception as exc:  # any Redis failure means "no cache", never an error
             self._failed(exc, "get")
-            self._metrics.cache_requests.labels("bypass").inc()
+            self._bypass.inc()
             return None
         self._ok()
-        self._metrics.cache_requests.labels("hit" if value is not None else "miss").inc()
-        return value if value is None else bytes(value)
+        if value is None:
+            self._miss.inc()
+            return None
+        self._hit.inc()
+        answer = bytes(value)
+        self.local.put(tenant_id, user_id, field, answer, generation)
+        return answer
 
     async def put(self, tenant_id: str, user_id: str, field: str, value: bytes) -> None:
         if not self._available():
@@ -111,7 +194,9 @@ class ResponseCache:
 
     async def invalidate_users(self, tenant_id: str, user_ids: Iterable[str]) -> None:
         """Drop every cached answer of these users (their history changed)."""
-        keys = [cache_key(tenant_id, u) for u in set(user_ids)]
+        users = set(user_ids)
+        self.local.drop_users(tenant_id, users)
+        keys = [cache_key(tenant_id, u) for u in users]
         if not keys or not self._available():
             return
         try:

@@ -381,7 +381,12 @@ def build_module(ctx: ServiceContext) -> RetrievalModule:
         client = Redis.from_url(
             settings.redis_url, socket_timeout=0.05, socket_connect_timeout=0.05
         )
-    cache = ResponseCache(client, metrics, ttl_seconds=settings.retrieval_cache_ttl_seconds)
+    cache = ResponseCache(
+        client,
+        metrics,
+        ttl_seconds=settings.retrieval_cache_ttl_seconds,
+        local_seconds=settings.retrieval_local_cache_seconds,
+    )
     impressions = ImpressionBuffer(ctx.sessions, metrics)
     retrieval = Retrieval(state, cache, impressions, metrics)
     replica = f"{socket.gethostname()}:{settings.grpc_port}"

@@ -46,6 +46,9 @@ _QUIET_SERVICES = frozenset(
 
 Behavior = Callable[..., Any]
 
+#: Wrapped handlers kept (one per method, so far more than any server registers).
+_MAX_WRAPPED = 4096
+
 
 def _split_method(full_method: str) -> tuple[str, str]:
     _, _, rest = full_method.partition("/")
@@ -53,16 +56,47 @@ def _split_method(full_method: str) -> tuple[str, str]:
     return service or "unknown", method or "unknown"
 
 
-class _Call:
-    """Book-keeping for one RPC: timing, code, logging, metrics."""
+class _Method:
+    """What every call of one method shares: its names and its metric children
+    (``labels()`` takes a lock and a dict lookup; per call that adds up)."""
 
-    def __init__(
-        self, interceptor: RuntimeInterceptor, service: str, method: str, metadata: dict[str, str]
-    ) -> None:
+    def __init__(self, interceptor: RuntimeInterceptor, service: str, method: str) -> None:
         self.interceptor = interceptor
         self.service = service
         self.method = method
-        self.request_id = new_request_id(metadata.get(REQUEST_ID_HEADER))
+        metrics = interceptor.metrics
+        self.in_flight = metrics.in_flight.labels(service, method)
+        self.latency = metrics.latency.labels(service, method)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+        # Envoy's ext_authz / rate-limit calls and health probes: nobody reads their
+        # response headers, so no request id is sent back (one write less per call).
+        self.internal = service in _QUIET_SERVICES
+        self.log_level = logging.DEBUG if self.internal else logging.INFO
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = self.interceptor.metrics.handled.labels(
+                self.service, self.method, code.name
+            )
+        return child
+
+
+def _caller_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str):
+            return value
+    return None
+
+
+class _Call:
+    """Book-keeping for one RPC: timing, code, logging, metrics."""
+
+    def __init__(self, method: _Method, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self.m = method
+        self.service = method.service
+        self.method = method.method
+        self.request_id = new_request_id(_caller_request_id(context))
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
         self.started_at = time.time()
@@ -71,8 +105,9 @@ class _Call:
     async def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         request_id_var.set(self.request_id)
         call_facts_var.set(self.facts)
-        self.interceptor.metrics.in_flight.labels(self.service, self.method).inc()
-        await context.send_initial_metadata(((REQUEST_ID_HEADER, self.request_id),))
+        self.m.in_flight.inc()
+        if not self.m.internal:
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, self.request_id),))
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Turn ``exc`` into a status and abort the call with it (raises AbortError)."""
@@ -85,13 +120,13 @@ class _Call:
             logger.warning("%s/%s: %s (%s)", self.service, self.method, error.message, exc)
         await context.abort(status.code, status.details, status.trailing_metadata)
 
-    def end(self, peer: str) -> None:
+    def end(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         elapsed = time.perf_counter() - self.started
-        metrics = self.interceptor.metrics
-        metrics.in_flight.labels(self.service, self.method).dec()
-        metrics.latency.labels(self.service, self.method).observe(elapsed)
-        metrics.handled.labels(self.service, self.method, self.code.name).inc()
-        usage = self.interceptor.usage
+        m = self.m
+        m.in_flight.dec()
+        m.latency.observe(elapsed)
+        m.handled(self.code).inc()
+        usage = m.interceptor.usage
         if usage is not None:
             usage.record(
                 tenant_id=self.facts.tenant_id,
@@ -102,9 +137,10 @@ class _Call:
                 started_at=self.started_at,
                 cache_hit=self.facts.cache_hit,
             )
-        level = logging.DEBUG if self.service in _QUIET_SERVICES else logging.INFO
+        if not access_logger.isEnabledFor(m.log_level):
+            return
         access_logger.log(
-            level,
+            m.log_level,
             "%s/%s %s %.1fms",
             self.service,
             self.method,
@@ -115,7 +151,7 @@ class _Call:
                 "grpc_method": self.method,
                 "grpc_code": self.code.name,
                 "duration_ms": round(elapsed * 1000, 3),
-                "peer": peer,
+                "peer": context.peer(),
                 "request_id": self.request_id,
             },
         )
@@ -126,11 +162,19 @@ class _Call:
 
 
 class RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every handler with request id, access log, metrics, usage and error mapping."""
+    """Wraps every handler with request id, access log, metrics, usage and error mapping.
+
+    The wrapped handler of a method is built once and reused for every call of it (it
+    reads the call's metadata from the call's context), so a call costs the wrapper's
+    work only, not a new handler.
+    """
 
     def __init__(self, metrics: ServerMetrics, usage: UsageRecorder | None = None) -> None:
         self.metrics = metrics
         self.usage = usage
+        self._wrapped: dict[
+            tuple[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -142,47 +186,52 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, method = _split_method(handler_call_details.method)
-        metadata = {
-            str(k).lower(): v
-            for k, v in (handler_call_details.invocation_metadata or ())
-            if isinstance(v, str)
-        }
-        make = lambda: _Call(self, service, method, metadata)  # noqa: E731
+        key = (handler_call_details.method, handler)
+        wrapped = self._wrapped.get(key)
+        if wrapped is None:
+            wrapped = self._wrap_handler(handler_call_details.method, handler)
+            # Bounded, in case a generic handler made a new handler object per call.
+            if len(self._wrapped) < _MAX_WRAPPED:
+                self._wrapped[key] = wrapped
+        return wrapped
 
+    def _wrap_handler(
+        self, full_method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        method = _Method(self, *_split_method(full_method))
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap(handler.unary_unary, make),
+                self._wrap(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap(handler.stream_unary, make),
+                self._wrap(handler.stream_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap(handler.unary_stream, make),
+                self._wrap(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap(handler.stream_stream, make),
+            self._wrap(handler.stream_stream, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
     @staticmethod
-    def _wrap(behavior: Behavior, make: Callable[[], _Call]) -> Behavior:
+    def _wrap(behavior: Behavior, method: _Method) -> Behavior:
         if inspect.isasyncgenfunction(behavior):
 
             async def generator(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                call = make()
+                call = _Call(method, context)
                 await call.begin(context)
                 try:
                     async for response in behavior(request, context):
@@ -196,13 +245,13 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await call.fail(exc, context)
                 finally:
-                    call.end(context.peer())
+                    call.end(context)
 
             return generator
 
         # Unary responses, and streaming handlers written with context.write().
         async def coroutine(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = make()
+            call = _Call(method, context)
             await call.begin(context)
             try:
                 return await behavior(request, context)
@@ -215,6 +264,6 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             except Exception as exc:
                 await call.fail(exc, context)
             finally:
-                call.end(context.peer())
+                call.end(context)
 
         return coroutine

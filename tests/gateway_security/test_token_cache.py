@@ -63,3 +63,24 @@ async def test_an_expired_token_is_refused_even_after_it_was_cached(
         late = await client.get("/api/v1/dataStats", headers=headers)
         assert late.status_code == 401
         assert late.headers["x-embrec-error-reason"] == "TOKEN_EXPIRED"
+
+
+def test_decisions_live_one_ttl_never_past_the_credential_and_die_on_invalidation() -> None:
+    from gateway.authz import Decision, _DecisionCache
+
+    clock = Clock()
+    cache = _DecisionCache(ttl=1.0, max_entries=10, clock=clock)
+    allowed = Decision(allowed=True, principal=ALICE)
+    cache.put(("k",), allowed, cache.generation, valid_until=clock.now + 60)
+    assert cache.get(("k",)) is allowed
+    clock.now += 1.0
+    assert cache.get(("k",)) is None  # the cache's own TTL
+    cache.put(("k",), allowed, cache.generation, valid_until=clock.now + 0.5)
+    clock.now += 0.5
+    assert cache.get(("k",)) is None  # the credential expired first
+    cache.put(("k",), allowed, cache.generation, valid_until=clock.now + 60)
+    cache.clear()  # a key or tenant changed
+    assert cache.get(("k",)) is None
+    stale = cache.generation - 1  # decided before that change
+    cache.put(("k",), allowed, stale, valid_until=clock.now + 60)
+    assert cache.get(("k",)) is None and len(cache) == 0

@@ -115,3 +115,54 @@ async def test_redis_down_serves_uncached_with_a_metric_and_a_log_line(
             break  # cache resumes by itself
         assert asyncio.get_running_loop().time() < deadline, "cache never resumed"
         await asyncio.sleep(0.3)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_answers_read_from_redis_are_kept_locally_until_invalidated(
+    redis_url: str,
+) -> None:
+    from redis.asyncio import Redis
+
+    from services.retrieval.cache import ResponseCache, cache_key
+    from services.retrieval.metrics import RetrievalMetrics
+
+    client = Redis.from_url(redis_url)
+    clock = _Clock()
+    cache = ResponseCache(client, RetrievalMetrics(), local_seconds=2.0, clock=clock)
+    try:
+        await cache.put("t-local", "u1", "f", b"answer")
+        assert len(cache.local) == 0  # a computed answer is not kept locally
+        assert await cache.get("t-local", "u1", "f") == b"answer"  # read from Redis
+        await client.delete(cache_key("t-local", "u1"))  # behind the replica's back
+        assert await cache.get("t-local", "u1", "f") == b"answer"  # the local copy
+        clock.now += 2.0
+        assert await cache.get("t-local", "u1", "f") is None  # expired, Redis has none
+
+        await cache.put("t-local", "u1", "f", b"answer")
+        assert await cache.get("t-local", "u1", "f") == b"answer"
+        await cache.invalidate_users("t-local", ["u1"])  # the user's new events
+        assert len(cache.local) == 0 and await cache.get("t-local", "u1", "f") is None
+    finally:
+        await cache.close()
+
+
+def test_local_answers_are_bounded_and_skip_reads_that_crossed_an_invalidation() -> None:
+    from services.retrieval.cache import _LocalAnswers
+
+    local = _LocalAnswers(seconds=5.0, max_bytes=10, clock=_Clock())
+    local.put("t", "u1", "f", b"12345", local.generation)
+    local.put("t", "u2", "f", b"12345", local.generation)
+    assert local.get("t", "u1", "f") == b"12345"  # u1 is now the most recently used
+    local.put("t", "u3", "f", b"1", local.generation)
+    assert local.get("t", "u2", "f") is None and local.nbytes <= 10
+    stale = local.generation
+    local.drop_users("t", ["u9"])
+    local.put("t", "u4", "f", b"1", stale)  # read before that invalidation: not kept
+    assert local.get("t", "u4", "f") is None

@@ -86,3 +86,37 @@ async def test_native_grpc_through_envoy(gateway: str, stack: RunningStack) -> N
         # Reflection works through the gateway too (grpcurl / ghz without .proto files).
         public = [s for s in ALL_SERVICES if not s.endswith("InternalService")]
         assert set(public) <= await listed_services(channel)
+
+
+async def test_request_ids_through_envoy_match_the_services(
+    gateway: str, stack: RunningStack
+) -> None:
+    """Envoy puts x-request-id on the response itself (the service does not send it
+    then): one value, the caller's own when sent, the one the service used otherwise."""
+    from tests.services.test_runtime import details_of
+
+    admin = stack.admin_metadata()
+    async with grpc.aio.insecure_channel(gateway) as channel:
+        stub = tenant_grpc.TenantServiceStub(channel)
+        call = stub.ListTenants(
+            tenant_pb.ListTenantsRequest(),
+            metadata=(("x-request-id", "caller-chosen-7"), *admin),
+            timeout=5,
+        )
+        await call
+        ids = [v for k, v in await call.initial_metadata() if k == "x-request-id"]
+        assert ids == ["caller-chosen-7"]
+
+        failing = stub.GetTenant(
+            tenant_pb.GetTenantRequest(tenant_id="nobody-here"), metadata=admin, timeout=5
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await failing
+        ids = [v for k, v in await failing.initial_metadata() if k == "x-request-id"]
+        assert len(ids) == 1 and ids[0]
+        assert details_of(caught.value)["ErrorInfo"].metadata["request_id"] == ids[0]
+
+    async with httpx.AsyncClient(base_url=f"http://{gateway}", headers=stack.admin_headers()) as c:
+        reply = await c.get("/api/admin/tenants", headers={"x-request-id": "rest-chosen-9"})
+        assert reply.status_code == 200
+        assert reply.headers.get_list("x-request-id") == ["rest-chosen-9"]
