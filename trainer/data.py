@@ -155,6 +155,14 @@ class InteractionData:
         )
 
     # ------------------------------------------------------------------ derived
+    def with_valid_in_train(self) -> InteractionData:
+        """The same id maps and test split, with the validation pairs moved into train."""
+        train = Split(
+            np.concatenate([self.train.users, self.valid.users]),
+            np.concatenate([self.train.items, self.valid.items]),
+        )
+        return InteractionData(self.user_ids, self.item_ids, train, self.test)
+
     def train_csr(self) -> tuple[IntArray, IntArray]:
         """(indptr, indices) of the train user x item matrix, columns sorted."""
         return _csr(self.train.users, self.train.items, self.n_users)

@@ -14,6 +14,7 @@ not bit-reproducible because progress depends on the clock).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -74,6 +75,9 @@ class TrainResult:
     cancelled: bool = False
     stopped_early: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    #: The embeddings are a refit on train + validation (``config.refit``); the test
+    #: metrics then mask both splits' items.
+    refit: bool = False
 
 
 def lr_factor(progress: float, config: LightGCNConfig) -> float:
@@ -133,7 +137,7 @@ def train(
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     try:
-        return _train(
+        result = _train(
             data,
             config,
             on_progress=on_progress,
@@ -143,8 +147,83 @@ def train(
             max_seconds=max_seconds,
             eval_split=eval_split,
         )
+        # A time-budgeted run has no second budget for the refit (its schedule follows
+        # the clock, so the chosen epoch count would not mean the same run again).
+        if (
+            not config.refit
+            or result.cancelled
+            or result.eval_split != "valid"
+            or max_seconds is not None
+        ):
+            return result
+        return _refit(
+            data,
+            config,
+            result,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+        )
     finally:
         torch.set_num_threads(threads_before)
+
+
+def _refit(
+    data: InteractionData,
+    config: LightGCNConfig,
+    chosen: TrainResult,
+    *,
+    on_progress: ProgressCallback | None,
+    should_cancel: Callable[[], bool] | None,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+) -> TrainResult:
+    """Train again from scratch on train + validation for the chosen run's best epochs.
+
+    Same recipe and seed, same learning-rate horizon (``config.epochs``; only the stop is
+    earlier), no evaluation until the end: what validation chose is the epoch count, and
+    the returned embeddings are the refitted model's final ones, scored on the test split
+    with the train and validation items masked. Progress continues the epoch count of
+    the first phase and carries no metrics (the refit has no validation split).
+    """
+    merged = data.with_valid_in_train()
+    offset, total = chosen.epochs_run, chosen.epochs_run + chosen.best_epoch
+
+    def progress(epoch: int, _total: int, loss: float, _m: dict[str, float], eta: float) -> None:
+        if on_progress is not None:
+            on_progress(offset + epoch, total, loss, {}, eta)
+
+    refit = _train(
+        merged,
+        config.with_overrides(eval_every=max(chosen.best_epoch, 1), patience=0),
+        on_progress=progress,
+        should_cancel=should_cancel,
+        checkpoint_dir=Path(checkpoint_dir) / "refit" if checkpoint_dir is not None else None,
+        resume=resume,
+        max_seconds=None,
+        eval_split="test",
+        stop_after=max(chosen.best_epoch, 1),
+    )
+    if refit.cancelled:
+        return dataclasses.replace(refit, metrics={}, test_metrics={})
+    history = chosen.history + [
+        {**h, "epoch": offset + h["epoch"], "refit": 1.0} for h in refit.history
+    ]
+    timings = {k: chosen.timings.get(k, 0.0) + v for k, v in refit.timings.items()}
+    timings["refit_seconds"] = refit.timings.get("total_seconds", 0.0)
+    return dataclasses.replace(
+        refit,
+        metrics=chosen.metrics,
+        eval_split=chosen.eval_split,
+        best_epoch=chosen.best_epoch,
+        epochs_run=chosen.epochs_run + refit.epochs_run,
+        history=history,
+        timings=timings,
+        stopped_early=chosen.stopped_early,
+        config=config.model_dump(),
+        refit=True,
+    )
 
 
 def _train(
@@ -157,6 +236,7 @@ def _train(
     resume: bool,
     max_seconds: float | None,
     eval_split: str,
+    stop_after: int | None = None,
 ) -> TrainResult:
     t_start = time.perf_counter()
     if len(data.train) == 0:
@@ -213,6 +293,10 @@ def _train(
         best_metrics = dict(state["best_metrics"])
         elapsed_before = float(state.get("elapsed", 0.0))
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    # The last epoch this run trains: the schedule still spans ``config.epochs``.
+    end_epoch = min(config.epochs, stop_after) if stop_after is not None else config.epochs
+    if config.patience > 0 and bad_evals >= config.patience:
+        end_epoch = start_epoch  # the checkpoint is of a run that stopped early
 
     def save_checkpoint(epoch_done: int, elapsed: float) -> None:
         if ckpt_path is None:
@@ -257,7 +341,7 @@ def _train(
     loop_start = time.perf_counter()
     users_all = data.train.users
     items_all = data.train.items
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, end_epoch):
         t_ep = time.perf_counter()
         perm = rng.permutation(n_train)
         loss_sum, n_batches = 0.0, 0
@@ -283,7 +367,13 @@ def _train(
             p_t = torch.from_numpy(items_all[idx]).to(device)
             n_t = torch.from_numpy(neg).to(device)
             loss, _, _ = model.loss(
-                u_t, p_t, n_t, config.l2, hardest=config.negative_selection == "hardest"
+                u_t,
+                p_t,
+                n_t,
+                config.l2,
+                hardest=config.negative_selection == "hardest",
+                softmax=config.loss == "softmax",
+                temperature=config.temperature,
             )
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -306,7 +396,7 @@ def _train(
             out_of_time = True  # budget used up: evaluate this epoch as the last one
         epoch_loss = loss_sum / max(n_batches, 1)
         metrics: dict[str, float] = {}
-        last_epoch = epoch + 1 == config.epochs or out_of_time
+        last_epoch = epoch + 1 == end_epoch or out_of_time
         if (epoch + 1) % config.eval_every == 0 or last_epoch:
             t_ev = time.perf_counter()
             metrics = evaluate()
@@ -331,10 +421,10 @@ def _train(
         if max_seconds is not None:
             eta = max(0.0, max_seconds - (elapsed_all - t_eval))
         else:
-            eta = elapsed_all / max(done, 1) * (config.epochs - epoch - 1)
+            eta = elapsed_all / max(done, 1) * (end_epoch - epoch - 1)
         save_checkpoint(epoch + 1, elapsed_before + time.perf_counter() - loop_start - t_eval)
         if on_progress is not None:
-            on_progress(epoch + 1, config.epochs, epoch_loss, metrics, eta)
+            on_progress(epoch + 1, end_epoch, epoch_loss, metrics, eta)
         if out_of_time:
             break
         if config.patience > 0 and bad_evals >= config.patience:

@@ -115,8 +115,14 @@ def bench_sample(
         f"l2={config['l2']} negatives={config['negatives']} ({config['negative_selection']}) "
         f"epochs<={config['epochs']} (eval every {config['eval_every']}, patience "
         f"{config['patience']}); best epoch {outcome.get('best_epoch')}; "
-        f"device {outcome.get('device')}"
+        f"refit on train+validation {bool(outcome.get('refit'))}; device {outcome.get('device')}"
     )
+    valid = outcome.get("valid_metrics") or {}
+    if valid:
+        print(
+            f"validation split (chose the epoch): NDCG@10 {float(valid.get('ndcg@10', 0.0)):.4f}"
+            f"  Recall@10 {float(valid.get('recall@10', 0.0)):.4f}"
+        )
     ndcg = float(metrics.get("ndcg@10", 0.0))
     print(
         f"held-out test split: NDCG@10 {ndcg:.4f}  Recall@10 "

@@ -116,8 +116,13 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
     if result.cancelled:
         return {"kind": "cancelled"}
     phase("evaluating")
-    test_csr = data.split_csr("test")
-    baseline = popularity_baseline(data.item_popularity(), data.train_csr(), test_csr, ks=(10, 20))
+    # With a refit the model was trained on train + validation: the baseline counts and
+    # masks the same pairs, and the served popularity includes them.
+    fitted = data.with_valid_in_train() if result.refit else data
+    test_csr = fitted.split_csr("test")
+    baseline = popularity_baseline(
+        fitted.item_popularity(), fitted.train_csr(), test_csr, ks=(10, 20)
+    )
     metrics: dict[str, float] = {k: float(v) for k, v in result.test_metrics.items()}
     metrics["train_seconds"] = float(time.monotonic() - started)
     metrics["coverage"] = _coverage(result.user_embeddings, result.item_embeddings)
@@ -131,7 +136,7 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         item_embeddings=result.item_embeddings,
         user_ids=list(data.user_ids),
         item_ids=list(data.item_ids),
-        popularity=data.item_popularity(),
+        popularity=fitted.item_popularity(),
         metrics=metrics,
         config=result.config or config.model_dump(mode="json"),
         data_hash=data.data_hash(),
@@ -145,6 +150,10 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         "user_count": data.n_users,
         "item_count": data.n_items,
         "best_epoch": result.best_epoch,
+        "refit": result.refit,
+        "valid_metrics": (
+            {k: float(v) for k, v in result.metrics.items()} if result.eval_split == "valid" else {}
+        ),
         "device": device_name,
     }
 
