@@ -59,6 +59,9 @@ class LightGCNConfig(BaseModel):
     # With a validation split: once it has chosen the epoch count, train again from
     # scratch on train + validation for that many epochs and return that model.
     refit: bool = False
+    # With a validation split and item categories: choose the recent-category boost
+    # (retriever.recency) on validation; the test metrics then score with it.
+    category_boost: bool = False
 
     # Data split for tenant data (time-based, per user).
     test_fraction: float = Field(0.2, ge=0, lt=1)

@@ -29,10 +29,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from retriever.recency import RecentCategoryBoost
 from trainer.config import LightGCNConfig, resolve_device
 from trainer.data import InteractionData, NegativeSampler
 from trainer.evaluate import evaluate_embeddings
 from trainer.model import LightGCN
+from trainer.recency import choose_boost, evaluate_boosted, history_before, share_matrix
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -78,6 +80,12 @@ class TrainResult:
     #: The embeddings are a refit on train + validation (``config.refit``); the test
     #: metrics then mask both splits' items.
     refit: bool = False
+    #: ``config.category_boost``: the boost chosen on validation (``weight`` 0 = none,
+    #: ``retriever.recency.RecentCategoryBoost.to_json``); ``metrics`` and
+    #: ``test_metrics`` then score with it, the ``plain_`` ones without.
+    category_boost: dict[str, Any] = field(default_factory=dict)
+    plain_metrics: dict[str, float] = field(default_factory=dict)
+    plain_test_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def lr_factor(progress: float, config: LightGCNConfig) -> float:
@@ -147,24 +155,56 @@ def train(
             max_seconds=max_seconds,
             eval_split=eval_split,
         )
+        if result.cancelled or result.eval_split != "valid":
+            return result
+        boost = RecentCategoryBoost()
+        if config.category_boost:
+            boost, chosen = choose_boost(
+                data,
+                torch.from_numpy(result.user_embeddings),
+                torch.from_numpy(result.item_embeddings),
+                config.early_stop_metric,
+                ks=config.eval_ks,
+                batch_users=config.eval_batch_users,
+                plain=result.metrics,
+            )
+            result = dataclasses.replace(
+                result,
+                metrics=chosen,
+                plain_metrics=result.metrics,
+                category_boost=boost.to_json(),
+            )
         # A time-budgeted run has no second budget for the refit (its schedule follows
         # the clock, so the chosen epoch count would not mean the same run again).
-        if (
-            not config.refit
-            or result.cancelled
-            or result.eval_split != "valid"
-            or max_seconds is not None
-        ):
-            return result
-        return _refit(
-            data,
-            config,
-            result,
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-        )
+        if config.refit and max_seconds is None:
+            result = _refit(
+                data,
+                config,
+                result,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+            )
+        if boost.active and not result.cancelled and len(data.test) > 0:
+            fitted = data.with_valid_in_train() if result.refit else data
+            codes, n_cat = data.category_codes()
+            shares = share_matrix(history_before(data, "test"), codes, data.n_users, n_cat, boost)
+            boosted = evaluate_boosted(
+                torch.from_numpy(result.user_embeddings),
+                torch.from_numpy(result.item_embeddings),
+                shares,
+                codes,
+                boost.weight,
+                fitted.train_csr(),
+                data.split_csr("test"),
+                ks=config.eval_ks,
+                batch_users=config.eval_batch_users,
+            )
+            result = dataclasses.replace(
+                result, test_metrics=boosted, plain_test_metrics=result.test_metrics
+            )
+        return result
     finally:
         torch.set_num_threads(threads_before)
 
@@ -223,6 +263,8 @@ def _refit(
         stopped_early=chosen.stopped_early,
         config=config.model_dump(),
         refit=True,
+        category_boost=chosen.category_boost,
+        plain_metrics=chosen.plain_metrics,
     )
 
 

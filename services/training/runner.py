@@ -62,12 +62,22 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
     snapshot = np.load(spec["snapshot_path"], allow_pickle=False)
     overrides = dict(spec["overrides"])
     config = load_config(**overrides)
+    categories = None
+    if "catalog_items" in snapshot.files:  # older snapshots have no catalog
+        categories = dict(
+            zip(
+                snapshot["catalog_items"].tolist(),
+                snapshot["catalog_categories"].tolist(),
+                strict=True,
+            )
+        )
     data = InteractionData.from_interactions(
         snapshot["users"],
         snapshot["items"],
         snapshot["timestamps"],
         test_fraction=config.test_fraction,
         val_fraction=config.val_fraction,
+        item_categories=categories,
     )
     if "batch_size" not in overrides:
         config = config.with_overrides(batch_size=auto_batch_size(len(data.train)))
@@ -128,6 +138,8 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
     metrics["coverage"] = _coverage(result.user_embeddings, result.item_embeddings)
     metrics["baseline_ndcg@10"] = float(baseline.get("ndcg@10", 0.0))
     metrics["baseline_recall@20"] = float(baseline.get("recall@20", 0.0))
+    for name, value in result.plain_test_metrics.items():
+        metrics[f"plain_{name}"] = float(value)  # the model without the category boost
     phase("writing artifacts")
     path = write_artifacts(
         spec["artifact_root"],
@@ -140,6 +152,7 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         metrics=metrics,
         config=result.config or config.model_dump(mode="json"),
         data_hash=data.data_hash(),
+        scoring={"recent_category": result.category_boost} if result.category_boost else None,
     )
     return {
         "kind": "done",
@@ -151,6 +164,8 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         "item_count": data.n_items,
         "best_epoch": result.best_epoch,
         "refit": result.refit,
+        "category_boost": dict(result.category_boost),
+        "plain_valid_metrics": {k: float(v) for k, v in result.plain_metrics.items()},
         "valid_metrics": (
             {k: float(v) for k, v in result.metrics.items()} if result.eval_split == "valid" else {}
         ),
