@@ -102,7 +102,10 @@ def lr_factor(progress: float, config: LightGCNConfig) -> float:
 
 
 # Fields that may change between a run and its resume without changing the model.
-_RESUMABLE_CHANGES = frozenset({"epochs", "patience", "eval_every", "device", "num_threads"})
+# (The refit and the category boost come after the first phase: they do not change it.)
+_RESUMABLE_CHANGES = frozenset(
+    {"epochs", "patience", "eval_every", "device", "num_threads", "refit", "category_boost"}
+)
 
 
 def _check_compatible(state: dict[str, Any], config: LightGCNConfig, data_hash: str) -> None:
