@@ -44,6 +44,10 @@ class LightGCNConfig(BaseModel):
     # "bpr": softplus(s_neg - s_pos) per negative; "softmax": sampled softmax (InfoNCE)
     # of the positive against all ``negatives`` at ``temperature`` (selection unused).
     loss: Literal["bpr", "softmax"] = "bpr"
+    # Share of the negatives drawn from the positive's own category (needs item
+    # categories): trains the ranking within a category, where the category boost
+    # leaves the choice to the embeddings.
+    category_negatives: float = Field(0.0, ge=0, le=1)
     temperature: float = Field(1.0, gt=0)
     epochs: int = Field(1000, ge=1)
     lr_schedule: Literal["constant", "cosine"] = "constant"

@@ -291,6 +291,41 @@ class NegativeSampler:
         return neg.reshape(len(users), n_neg)
 
 
+def sample_same_category(
+    sampler: NegativeSampler,
+    users: IntArray,
+    positives: IntArray,
+    item_category: IntArray,
+    n_neg: int,
+    rng: np.random.Generator,
+) -> IntArray:
+    """``(len(users), n_neg)`` items of each positive's category (code -1: the items
+    without one) that the user has not in train, uniform within it; after a few
+    rejection rounds the leftovers (a category the user nearly has entirely) are
+    uniform over all items."""
+    codes = np.where(item_category >= 0, item_category, item_category.max(initial=0) + 1)
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    u = np.repeat(users.astype(np.int64), n_neg)
+    c = np.repeat(codes[positives], n_neg)
+
+    def draw(k: IntArray) -> IntArray:
+        picked: IntArray = order[starts[c[k]] + rng.integers(0, sizes[c[k]])]
+        return picked
+
+    neg = draw(np.arange(len(u), dtype=np.int64))
+    bad = np.flatnonzero(sampler.is_positive(u, neg))
+    for _ in range(10):
+        if bad.size == 0:
+            break
+        neg[bad] = draw(bad)
+        bad = bad[sampler.is_positive(u[bad], neg[bad])]
+    if bad.size:
+        neg[bad] = sampler.sample(u[bad], 1, rng)[:, 0]
+    return neg.reshape(len(users), n_neg)
+
+
 # ---------------------------------------------------------------------- helpers
 def _read_lines(path: Path) -> tuple[IntArray, IntArray]:
     opener = gzip.open if path.suffix == ".gz" else open

@@ -31,7 +31,7 @@ import torch
 
 from retriever.recency import RecentCategoryBoost
 from trainer.config import LightGCNConfig, resolve_device
-from trainer.data import InteractionData, NegativeSampler
+from trainer.data import InteractionData, NegativeSampler, sample_same_category
 from trainer.evaluate import evaluate_embeddings
 from trainer.model import LightGCN
 from trainer.recency import choose_boost, evaluate_boosted, history_before, share_matrix
@@ -310,6 +310,8 @@ def _train(
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     sampler = NegativeSampler(data.train.users, data.train.items, data.n_items)
+    item_codes, n_categories = data.category_codes()
+    n_same = round(config.negatives * config.category_negatives) if n_categories else 0
 
     n_train = len(data.train)
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
@@ -408,6 +410,10 @@ def _train(
             idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
             users = users_all[idx]
             neg = sampler.sample(users, config.negatives, rng)
+            if n_same > 0:
+                neg[:, :n_same] = sample_same_category(
+                    sampler, users, items_all[idx], item_codes, n_same, rng
+                )
             u_t = torch.from_numpy(users).to(device)
             p_t = torch.from_numpy(items_all[idx]).to(device)
             n_t = torch.from_numpy(neg).to(device)
