@@ -7,6 +7,11 @@ whole request, whatever the registry does meanwhile.
 Request paths of :meth:`TenantModelIndex.recommend`:
 
 1. known user (row in the trained user matrix) → user embedding → filtered search;
+   when the model's artifacts chose a recent-category boost (``scoring.json``,
+   ``retriever.recency``) and the request carries the user's recent items, each item
+   scores ``<user, item> + weight * share of its category among the recent items``,
+   exactly as the trainer's evaluation scored it (one filtered search per boosted
+   category plus one over the rest: the boost is constant within a category);
 2. unknown user with recent items → fold-in embedding (``retriever.foldin``) →
    filtered search;
 3. no usable history, or no model/index, or a faiss failure → time-decayed popular
@@ -48,6 +53,7 @@ from retriever.filters import Catalog, FilterPolicy, FilterSpec, filtered_search
 from retriever.foldin import FoldIn, Interaction
 from retriever.index import IndexPolicy, ShardedIndex
 from retriever.popularity import Popularity
+from retriever.recency import RecentCategoryBoost, category_shares
 
 __all__ = [
     "FallbackReason",
@@ -98,6 +104,8 @@ class TenantModelIndex:
     filter_policy: FilterPolicy = field(default_factory=FilterPolicy)
     #: Which catalog state the attributes were read from (the caller's fingerprint).
     catalog_tag: str = ""
+    #: Known users' recent-category boost, as the trainer chose it (weight 0 = off).
+    recent_category: RecentCategoryBoost = field(default_factory=RecentCategoryBoost)
 
     def __post_init__(self) -> None:
         n = len(self.catalog)
@@ -129,6 +137,7 @@ class TenantModelIndex:
         fold_in: FoldIn | None = None,
         filter_policy: FilterPolicy | None = None,
         catalog_tag: str = "",
+        recent_category: RecentCategoryBoost | None = None,
     ) -> TenantModelIndex:
         """Bundle arrays aligned with ``catalog`` (row i ↔ ``catalog.item_ids[i]``)."""
         items = None
@@ -155,6 +164,7 @@ class TenantModelIndex:
             fold_in=fold_in or FoldIn(),
             filter_policy=filter_policy or FilterPolicy(),
             catalog_tag=catalog_tag,
+            recent_category=recent_category or RecentCategoryBoost(),
         )
 
     def with_catalog(self, catalog: Catalog, catalog_tag: str = "") -> TenantModelIndex | None:
@@ -208,6 +218,14 @@ class TenantModelIndex:
         pos = self.user_positions.get(user_id)
         if pos is not None and self.user_embeddings is not None:
             query = self.user_embeddings[pos]
+            if self.recent_category.active and recent_items:
+                shares = category_shares(
+                    (r.item_id if isinstance(r, Interaction) else r for r in recent_items),
+                    self._category_code,
+                    self.recent_category,
+                )
+                if shares:
+                    return self._boosted_search(query, count, mask, shares)
         elif recent_items:
             query = self.fold_in.embed(recent_items, self.item_embeddings, self.catalog.positions)
             source = "fold_in"
@@ -270,6 +288,53 @@ class TenantModelIndex:
             return self._popular(count, mask, FallbackReason.INDEX_ERROR)
         return RecommendationResult(
             items=self._pairs(res.positions, res.scores), source=source, strategy=res.strategy
+        )
+
+    def _category_code(self, item_id: str) -> int | None:
+        pos = self.catalog.positions.get(item_id)
+        return None if pos is None else int(self.catalog.categories[pos])
+
+    def _boosted_search(
+        self,
+        query: FloatArray,
+        count: int,
+        mask: npt.NDArray[np.bool_] | None,
+        shares: Mapping[int, float],
+    ) -> RecommendationResult:
+        """Top ``count`` by ``<query, item> + weight * shares[category(item)]``.
+
+        Exact: the boost is constant within a category, so the best ``count`` of each
+        boosted category and of all other items (boost 0), merged, hold the answer.
+        """
+        assert self.index is not None
+        weight = self.recent_category.weight
+        codes = self.catalog.categories
+        allowed = np.ones(len(codes), np.bool_) if mask is None else mask
+        boosted = np.isin(codes, np.fromiter(shares, dtype=codes.dtype, count=len(shares)))
+        parts: list[tuple[npt.NDArray[np.bool_], float]] = [
+            (allowed & (codes == code), weight * share) for code, share in shares.items()
+        ]
+        parts.append((allowed & ~boosted, 0.0))
+        positions: list[npt.NDArray[np.int64]] = []
+        scores: list[npt.NDArray[np.float64]] = []
+        try:
+            for part, bonus in parts:
+                if not part.any():
+                    continue
+                res = filtered_search(self.index, query, count, part, policy=self.filter_policy)
+                positions.append(res.positions)
+                scores.append(res.scores.astype(np.float64) + bonus)
+        except Exception:
+            logger.exception(
+                "search failed for tenant %s model %s", self.tenant_id, self.model_version
+            )
+            return self._popular(count, mask, FallbackReason.INDEX_ERROR)
+        if not positions:
+            return RecommendationResult(items=[], strategy="category_boost")
+        all_pos, all_scores = np.concatenate(positions), np.concatenate(scores)
+        best = np.argsort(-all_scores, kind="stable")[:count]
+        return RecommendationResult(
+            items=self._pairs(all_pos[best], all_scores[best]), strategy="category_boost"
         )
 
     def _popular(
@@ -424,6 +489,8 @@ def load_from_artifacts(
       score per embedding row, e.g. the trainer's train counts); optional, without it
       the fallback ranks by catalog order;
     * ``manifest.json`` (optional): every listed file's sha256 is checked first;
+    * ``scoring.json`` (optional): ``{"recent_category": {...}}``, the boost the trainer
+      chose (``retriever.recency``); without it known users get the plain dot product;
     * ``index/`` with ``index_spec.json`` from :meth:`ShardedIndex.save` (optional;
       used when no catalog re-alignment was needed, else the index is rebuilt).
 
@@ -486,6 +553,11 @@ def load_from_artifacts(
     if identity and (src / "index" / "index_spec.json").is_file():
         index = ShardedIndex.load(src / "index", items)
 
+    recent_category = None
+    if (src / "scoring.json").is_file():
+        scoring = json.loads((src / "scoring.json").read_text())
+        recent_category = RecentCategoryBoost.from_json(scoring.get("recent_category"))
+
     return TenantModelIndex.build(
         tenant_id,
         model_version if model_version is not None else str(manifest.get("version") or src.name),
@@ -499,4 +571,5 @@ def load_from_artifacts(
         fold_in=fold_in,
         filter_policy=filter_policy,
         catalog_tag=catalog_tag,
+        recent_category=recent_category,
     )

@@ -9,7 +9,9 @@ verify every checksum before using anything.
 
 Layout of ``<root>/<version>/``: item_embeddings.npy, user_embeddings.npy,
 user_ids.json, item_ids.json, popularity.npy (train count per item), metrics.json,
-config.json, data_hash.txt, manifest.json.
+config.json, data_hash.txt, manifest.json; optionally scoring.json (how the retriever
+scores on top of the dot product: ``{"recent_category": {...}}``, see
+``retriever.recency``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ class Artifacts:
     config: dict[str, Any]
     data_hash: str
     manifest: dict[str, Any]
+    scoring: dict[str, Any] = field(default_factory=dict)
 
 
 def _sha256(path: Path) -> str:
@@ -86,6 +89,7 @@ def write_artifacts(
     metrics: dict[str, Any],
     config: dict[str, Any],
     data_hash: str,
+    scoring: dict[str, Any] | None = None,
 ) -> Path:
     """Write version ``version`` under ``root`` atomically; return its directory.
 
@@ -111,6 +115,8 @@ def write_artifacts(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
         (tmp / "data_hash.txt").write_text(data_hash + "\n")
+        if scoring:
+            (tmp / "scoring.json").write_text(json.dumps(scoring, indent=1, sort_keys=True))
         files = {}
         for p in sorted(tmp.iterdir()):
             with p.open("rb") as fh:
@@ -175,4 +181,9 @@ def load_artifacts(path: str | Path) -> Artifacts:
         config=json.loads((path / "config.json").read_text()),
         data_hash=(path / "data_hash.txt").read_text().strip(),
         manifest=manifest,
+        scoring=(
+            json.loads((path / "scoring.json").read_text())
+            if (path / "scoring.json").is_file()
+            else {}
+        ),
     )

@@ -41,6 +41,14 @@ class LightGCNConfig(BaseModel):
     batch_size: int = Field(1024, ge=1)
     negatives: int = Field(1, ge=1)  # sampled negatives (or candidates) per positive pair
     negative_selection: Literal["all", "hardest"] = "all"  # "hardest": DNS over candidates
+    # "bpr": softplus(s_neg - s_pos) per negative; "softmax": sampled softmax (InfoNCE)
+    # of the positive against all ``negatives`` at ``temperature`` (selection unused).
+    loss: Literal["bpr", "softmax"] = "bpr"
+    # Share of the negatives drawn from the positive's own category (needs item
+    # categories): trains the ranking within a category, where the category boost
+    # leaves the choice to the embeddings.
+    category_negatives: float = Field(0.0, ge=0, le=1)
+    temperature: float = Field(1.0, gt=0)
     epochs: int = Field(1000, ge=1)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_fraction: float = Field(0.0, ge=0, lt=1)  # linear warm-up, share of the run
@@ -52,6 +60,12 @@ class LightGCNConfig(BaseModel):
     eval_batch_users: int = Field(2048, ge=1)
     early_stop_metric: str = "recall@20"
     patience: int = Field(50, ge=0)  # evaluations without improvement; 0 disables
+    # With a validation split: once it has chosen the epoch count, train again from
+    # scratch on train + validation for that many epochs and return that model.
+    refit: bool = False
+    # With a validation split and item categories: choose the recent-category boost
+    # (retriever.recency) on validation; the test metrics then score with it.
+    category_boost: bool = False
 
     # Data split for tenant data (time-based, per user).
     test_fraction: float = Field(0.2, ge=0, lt=1)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +33,11 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class Split:
-    """A set of (user, item) index pairs."""
+    """A set of (user, item) index pairs (with their latest event time, for tenant data)."""
 
     users: IntArray
     items: IntArray
+    times: npt.NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -64,6 +65,8 @@ class InteractionData:
     train: Split
     test: Split
     valid: Split = field(default_factory=Split.empty)
+    #: Category per item index ("" = none), when the catalog was given.
+    item_categories: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.user_index: dict[str, int] = {u: i for i, u in enumerate(self.user_ids)}
@@ -101,7 +104,8 @@ class InteractionData:
         if val_fraction > 0:
             rng = np.random.default_rng(seed)
             key = rng.random(len(tr_u))
-            train, valid = _hold_out(tr_u, tr_i, key, val_fraction)
+            held = _hold_out(tr_u, tr_i, key, val_fraction)
+            train, valid = (Split(part.users, part.items) for part in held)  # no real times
         return cls(
             user_ids=[str(i) for i in range(n_users)],
             item_ids=[str(i) for i in range(n_items)],
@@ -119,8 +123,12 @@ class InteractionData:
         *,
         test_fraction: float = 0.2,
         val_fraction: float = 0.0,
+        item_categories: Mapping[str, str | None] | None = None,
     ) -> InteractionData:
         """Build from tenant events with a per-user time-based split.
+
+        ``item_categories`` (item id -> category, from the catalog) is kept per item
+        index for the recent-category boost; items missing from it have none.
 
         Repeated (user, item) pairs keep their latest timestamp. For each user the
         latest ``test_fraction`` of interactions (rounded, at most n-1) go to test,
@@ -144,17 +152,43 @@ class InteractionData:
         train, test = _hold_out(u, i, ts, test_fraction)
         valid = Split.empty()
         if val_fraction > 0:
-            key = _lookup_ts(u, i, ts, train, len(item_ids))
-            train, valid = _hold_out(train.users, train.items, key, val_fraction)
+            assert train.times is not None
+            train, valid = _hold_out(train.users, train.items, train.times, val_fraction)
+        categories = None
+        if item_categories is not None:
+            categories = [item_categories.get(str(x)) or "" for x in item_ids]
         return cls(
             user_ids=[str(x) for x in user_ids],
             item_ids=[str(x) for x in item_ids],
             train=train,
             test=test,
             valid=valid,
+            item_categories=categories,
         )
 
     # ------------------------------------------------------------------ derived
+    def with_valid_in_train(self) -> InteractionData:
+        """The same id maps and test split, with the validation pairs moved into train."""
+        times = None
+        if self.train.times is not None and self.valid.times is not None:
+            times = np.concatenate([self.train.times, self.valid.times])
+        train = Split(
+            np.concatenate([self.train.users, self.valid.users]),
+            np.concatenate([self.train.items, self.valid.items]),
+            times,
+        )
+        return InteractionData(
+            self.user_ids, self.item_ids, train, self.test, item_categories=self.item_categories
+        )
+
+    def category_codes(self) -> tuple[IntArray, int]:
+        """(category code per item, -1 for none; number of categories)."""
+        if self.item_categories is None:
+            return np.full(self.n_items, -1, np.int64), 0
+        names = sorted({c for c in self.item_categories if c})
+        code = {c: k for k, c in enumerate(names)}
+        return np.array([code.get(c, -1) for c in self.item_categories], np.int64), len(names)
+
     def train_csr(self) -> tuple[IntArray, IntArray]:
         """(indptr, indices) of the train user x item matrix, columns sorted."""
         return _csr(self.train.users, self.train.items, self.n_users)
@@ -257,6 +291,41 @@ class NegativeSampler:
         return neg.reshape(len(users), n_neg)
 
 
+def sample_same_category(
+    sampler: NegativeSampler,
+    users: IntArray,
+    positives: IntArray,
+    item_category: IntArray,
+    n_neg: int,
+    rng: np.random.Generator,
+) -> IntArray:
+    """``(len(users), n_neg)`` items of each positive's category (code -1: the items
+    without one) that the user has not in train, uniform within it; after a few
+    rejection rounds the leftovers (a category the user nearly has entirely) are
+    uniform over all items."""
+    codes = np.where(item_category >= 0, item_category, item_category.max(initial=0) + 1)
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    u = np.repeat(users.astype(np.int64), n_neg)
+    c = np.repeat(codes[positives], n_neg)
+
+    def draw(k: IntArray) -> IntArray:
+        picked: IntArray = order[starts[c[k]] + rng.integers(0, sizes[c[k]])]
+        return picked
+
+    neg = draw(np.arange(len(u), dtype=np.int64))
+    bad = np.flatnonzero(sampler.is_positive(u, neg))
+    for _ in range(10):
+        if bad.size == 0:
+            break
+        neg[bad] = draw(bad)
+        bad = bad[sampler.is_positive(u[bad], neg[bad])]
+    if bad.size:
+        neg[bad] = sampler.sample(u[bad], 1, rng)[:, 0]
+    return neg.reshape(len(users), n_neg)
+
+
 # ---------------------------------------------------------------------- helpers
 def _read_lines(path: Path) -> tuple[IntArray, IntArray]:
     opener = gzip.open if path.suffix == ".gz" else open
@@ -288,13 +357,5 @@ def _hold_out(
     n = counts[u]
     n_hold = np.minimum(np.rint(n * fraction).astype(np.int64), n - 1)
     held = rank >= n - n_hold
-    return Split(u[~held], i[~held]), Split(u[held], i[held])
-
-
-def _lookup_ts(
-    u: IntArray, i: IntArray, ts: npt.NDArray[np.float64], split: Split, n_items: int
-) -> npt.NDArray[np.float64]:
-    keys = u * n_items + i
-    order = np.argsort(keys)
-    pos = np.searchsorted(keys[order], split.users * n_items + split.items)
-    return np.asarray(ts[order][pos])
+    k = np.asarray(key, np.float64)[order]
+    return Split(u[~held], i[~held], k[~held]), Split(u[held], i[held], k[held])

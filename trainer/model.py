@@ -154,6 +154,8 @@ class LightGCN(nn.Module):
         l2: float,
         *,
         hardest: bool = False,
+        softmax: bool = False,
+        temperature: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """BPR loss + L2 on the batch's ego embeddings; returns (total, bpr, reg).
 
@@ -167,13 +169,19 @@ class LightGCN(nn.Module):
             neg = neg[:, None]
         u_all, i_all = self.forward()
         scores = pair_scores(u_all, i_all, users, torch.cat([pos[:, None], neg], 1))
-        neg_s = scores[:, 1:]
-        if hardest and neg.shape[1] > 1:
-            # Dynamic negative sampling: only the highest-scored candidate counts.
-            pick = neg_s.detach().argmax(1, keepdim=True)
-            neg_s = neg_s.gather(1, pick)
-            neg = neg.gather(1, pick)
-        bpr = F.softplus(neg_s - scores[:, :1]).mean()
+        if softmax:
+            # Sampled softmax (InfoNCE): -log of the positive's share of exp(s / t) over
+            # the positive and every negative.
+            logits = scores / temperature
+            bpr = (torch.logsumexp(logits, 1) - logits[:, 0]).mean()
+        else:
+            neg_s = scores[:, 1:]
+            if hardest and neg.shape[1] > 1:
+                # Dynamic negative sampling: only the highest-scored candidate counts.
+                pick = neg_s.detach().argmax(1, keepdim=True)
+                neg_s = neg_s.gather(1, pick)
+                neg = neg.gather(1, pick)
+            bpr = F.softplus(neg_s - scores[:, :1]).mean()
         # sum over batch rows of |e|^2 == sum over table rows of count * |e|^2: one dense
         # pass over the table instead of three gathers and their scatter backward.
         n = self.n_users + self.n_items

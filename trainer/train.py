@@ -14,6 +14,7 @@ not bit-reproducible because progress depends on the clock).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -28,10 +29,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from retriever.recency import RecentCategoryBoost
 from trainer.config import LightGCNConfig, resolve_device
-from trainer.data import InteractionData, NegativeSampler
+from trainer.data import InteractionData, NegativeSampler, sample_same_category
 from trainer.evaluate import evaluate_embeddings
 from trainer.model import LightGCN
+from trainer.recency import choose_boost, evaluate_boosted, history_before, share_matrix
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -74,6 +77,15 @@ class TrainResult:
     cancelled: bool = False
     stopped_early: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    #: The embeddings are a refit on train + validation (``config.refit``); the test
+    #: metrics then mask both splits' items.
+    refit: bool = False
+    #: ``config.category_boost``: the boost chosen on validation (``weight`` 0 = none,
+    #: ``retriever.recency.RecentCategoryBoost.to_json``); ``metrics`` and
+    #: ``test_metrics`` then score with it, the ``plain_`` ones without.
+    category_boost: dict[str, Any] = field(default_factory=dict)
+    plain_metrics: dict[str, float] = field(default_factory=dict)
+    plain_test_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def lr_factor(progress: float, config: LightGCNConfig) -> float:
@@ -90,7 +102,10 @@ def lr_factor(progress: float, config: LightGCNConfig) -> float:
 
 
 # Fields that may change between a run and its resume without changing the model.
-_RESUMABLE_CHANGES = frozenset({"epochs", "patience", "eval_every", "device", "num_threads"})
+# (The refit and the category boost come after the first phase: they do not change it.)
+_RESUMABLE_CHANGES = frozenset(
+    {"epochs", "patience", "eval_every", "device", "num_threads", "refit", "category_boost"}
+)
 
 
 def _check_compatible(state: dict[str, Any], config: LightGCNConfig, data_hash: str) -> None:
@@ -133,7 +148,7 @@ def train(
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     try:
-        return _train(
+        result = _train(
             data,
             config,
             on_progress=on_progress,
@@ -143,8 +158,117 @@ def train(
             max_seconds=max_seconds,
             eval_split=eval_split,
         )
+        if result.cancelled or result.eval_split != "valid":
+            return result
+        boost = RecentCategoryBoost()
+        if config.category_boost:
+            boost, chosen = choose_boost(
+                data,
+                torch.from_numpy(result.user_embeddings),
+                torch.from_numpy(result.item_embeddings),
+                config.early_stop_metric,
+                ks=config.eval_ks,
+                batch_users=config.eval_batch_users,
+                plain=result.metrics,
+            )
+            result = dataclasses.replace(
+                result,
+                metrics=chosen,
+                plain_metrics=result.metrics,
+                category_boost=boost.to_json(),
+            )
+        # A time-budgeted run has no second budget for the refit (its schedule follows
+        # the clock, so the chosen epoch count would not mean the same run again).
+        if config.refit and max_seconds is None:
+            result = _refit(
+                data,
+                config,
+                result,
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+            )
+        if boost.active and not result.cancelled and len(data.test) > 0:
+            fitted = data.with_valid_in_train() if result.refit else data
+            codes, n_cat = data.category_codes()
+            shares = share_matrix(history_before(data, "test"), codes, data.n_users, n_cat, boost)
+            boosted = evaluate_boosted(
+                torch.from_numpy(result.user_embeddings),
+                torch.from_numpy(result.item_embeddings),
+                shares,
+                codes,
+                boost.weight,
+                fitted.train_csr(),
+                data.split_csr("test"),
+                ks=config.eval_ks,
+                batch_users=config.eval_batch_users,
+            )
+            result = dataclasses.replace(
+                result, test_metrics=boosted, plain_test_metrics=result.test_metrics
+            )
+        return result
     finally:
         torch.set_num_threads(threads_before)
+
+
+def _refit(
+    data: InteractionData,
+    config: LightGCNConfig,
+    chosen: TrainResult,
+    *,
+    on_progress: ProgressCallback | None,
+    should_cancel: Callable[[], bool] | None,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+) -> TrainResult:
+    """Train again from scratch on train + validation for the chosen run's best epochs.
+
+    Same recipe and seed, same learning-rate horizon (``config.epochs``; only the stop is
+    earlier), no evaluation until the end: what validation chose is the epoch count, and
+    the returned embeddings are the refitted model's final ones, scored on the test split
+    with the train and validation items masked. Progress continues the epoch count of
+    the first phase and carries no metrics (the refit has no validation split).
+    """
+    merged = data.with_valid_in_train()
+    offset, total = chosen.epochs_run, chosen.epochs_run + chosen.best_epoch
+
+    def progress(epoch: int, _total: int, loss: float, _m: dict[str, float], eta: float) -> None:
+        if on_progress is not None:
+            on_progress(offset + epoch, total, loss, {}, eta)
+
+    refit = _train(
+        merged,
+        config.with_overrides(eval_every=max(chosen.best_epoch, 1), patience=0),
+        on_progress=progress,
+        should_cancel=should_cancel,
+        checkpoint_dir=Path(checkpoint_dir) / "refit" if checkpoint_dir is not None else None,
+        resume=resume,
+        max_seconds=None,
+        eval_split="test",
+        stop_after=max(chosen.best_epoch, 1),
+    )
+    if refit.cancelled:
+        return dataclasses.replace(refit, metrics={}, test_metrics={})
+    history = chosen.history + [
+        {**h, "epoch": offset + h["epoch"], "refit": 1.0} for h in refit.history
+    ]
+    timings = {k: chosen.timings.get(k, 0.0) + v for k, v in refit.timings.items()}
+    timings["refit_seconds"] = refit.timings.get("total_seconds", 0.0)
+    return dataclasses.replace(
+        refit,
+        metrics=chosen.metrics,
+        eval_split=chosen.eval_split,
+        best_epoch=chosen.best_epoch,
+        epochs_run=chosen.epochs_run + refit.epochs_run,
+        history=history,
+        timings=timings,
+        stopped_early=chosen.stopped_early,
+        config=config.model_dump(),
+        refit=True,
+        category_boost=chosen.category_boost,
+        plain_metrics=chosen.plain_metrics,
+    )
 
 
 def _train(
@@ -157,6 +281,7 @@ def _train(
     resume: bool,
     max_seconds: float | None,
     eval_split: str,
+    stop_after: int | None = None,
 ) -> TrainResult:
     t_start = time.perf_counter()
     if len(data.train) == 0:
@@ -185,6 +310,8 @@ def _train(
     ).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     sampler = NegativeSampler(data.train.users, data.train.items, data.n_items)
+    item_codes, n_categories = data.category_codes()
+    n_same = round(config.negatives * config.category_negatives) if n_categories else 0
 
     n_train = len(data.train)
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
@@ -213,6 +340,10 @@ def _train(
         best_metrics = dict(state["best_metrics"])
         elapsed_before = float(state.get("elapsed", 0.0))
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    # The last epoch this run trains: the schedule still spans ``config.epochs``.
+    end_epoch = min(config.epochs, stop_after) if stop_after is not None else config.epochs
+    if config.patience > 0 and bad_evals >= config.patience:
+        end_epoch = start_epoch  # the checkpoint is of a run that stopped early
 
     def save_checkpoint(epoch_done: int, elapsed: float) -> None:
         if ckpt_path is None:
@@ -257,7 +388,7 @@ def _train(
     loop_start = time.perf_counter()
     users_all = data.train.users
     items_all = data.train.items
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, end_epoch):
         t_ep = time.perf_counter()
         perm = rng.permutation(n_train)
         loss_sum, n_batches = 0.0, 0
@@ -279,11 +410,21 @@ def _train(
             idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
             users = users_all[idx]
             neg = sampler.sample(users, config.negatives, rng)
+            if n_same > 0:
+                neg[:, :n_same] = sample_same_category(
+                    sampler, users, items_all[idx], item_codes, n_same, rng
+                )
             u_t = torch.from_numpy(users).to(device)
             p_t = torch.from_numpy(items_all[idx]).to(device)
             n_t = torch.from_numpy(neg).to(device)
             loss, _, _ = model.loss(
-                u_t, p_t, n_t, config.l2, hardest=config.negative_selection == "hardest"
+                u_t,
+                p_t,
+                n_t,
+                config.l2,
+                hardest=config.negative_selection == "hardest",
+                softmax=config.loss == "softmax",
+                temperature=config.temperature,
             )
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -306,7 +447,7 @@ def _train(
             out_of_time = True  # budget used up: evaluate this epoch as the last one
         epoch_loss = loss_sum / max(n_batches, 1)
         metrics: dict[str, float] = {}
-        last_epoch = epoch + 1 == config.epochs or out_of_time
+        last_epoch = epoch + 1 == end_epoch or out_of_time
         if (epoch + 1) % config.eval_every == 0 or last_epoch:
             t_ev = time.perf_counter()
             metrics = evaluate()
@@ -331,10 +472,10 @@ def _train(
         if max_seconds is not None:
             eta = max(0.0, max_seconds - (elapsed_all - t_eval))
         else:
-            eta = elapsed_all / max(done, 1) * (config.epochs - epoch - 1)
+            eta = elapsed_all / max(done, 1) * (end_epoch - epoch - 1)
         save_checkpoint(epoch + 1, elapsed_before + time.perf_counter() - loop_start - t_eval)
         if on_progress is not None:
-            on_progress(epoch + 1, config.epochs, epoch_loss, metrics, eta)
+            on_progress(epoch + 1, end_epoch, epoch_loss, metrics, eta)
         if out_of_time:
             break
         if config.patience > 0 and bad_evals >= config.patience:

@@ -87,6 +87,8 @@ def bench_sample(
                 ],
                 dtype=np.float64,
             ),
+            catalog_items=np.asarray([item["item_id"] for item in data.items], dtype=str),
+            catalog_categories=np.asarray([item["category"] for item in data.items], dtype=str),
         )
         spec = {
             "snapshot_path": str(snapshot),
@@ -115,8 +117,27 @@ def bench_sample(
         f"l2={config['l2']} negatives={config['negatives']} ({config['negative_selection']}) "
         f"epochs<={config['epochs']} (eval every {config['eval_every']}, patience "
         f"{config['patience']}); best epoch {outcome.get('best_epoch')}; "
-        f"device {outcome.get('device')}"
+        f"refit on train+validation {bool(outcome.get('refit'))}; device {outcome.get('device')}"
     )
+    valid = outcome.get("valid_metrics") or {}
+    plain = outcome.get("plain_valid_metrics") or {}
+    if valid:
+        print(
+            f"validation split (chose the epoch): NDCG@10 {float(valid.get('ndcg@10', 0.0)):.4f}"
+            f"  Recall@10 {float(valid.get('recall@10', 0.0)):.4f}"
+            + (
+                f"  (without the category boost: NDCG@10 {float(plain.get('ndcg@10', 0.0)):.4f})"
+                if plain
+                else ""
+            )
+        )
+    boost = outcome.get("category_boost") or {}
+    if boost:
+        print(
+            f"recent-category boost chosen on validation: weight {boost.get('weight')} "
+            f"half-life {boost.get('half_life')} items (weight 0 = off); test without it: "
+            f"NDCG@10 {float(metrics.get('plain_ndcg@10', 0.0)):.4f}"
+        )
     ndcg = float(metrics.get("ndcg@10", 0.0))
     print(
         f"held-out test split: NDCG@10 {ndcg:.4f}  Recall@10 "

@@ -62,12 +62,22 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
     snapshot = np.load(spec["snapshot_path"], allow_pickle=False)
     overrides = dict(spec["overrides"])
     config = load_config(**overrides)
+    categories = None
+    if "catalog_items" in snapshot.files:  # older snapshots have no catalog
+        categories = dict(
+            zip(
+                snapshot["catalog_items"].tolist(),
+                snapshot["catalog_categories"].tolist(),
+                strict=True,
+            )
+        )
     data = InteractionData.from_interactions(
         snapshot["users"],
         snapshot["items"],
         snapshot["timestamps"],
         test_fraction=config.test_fraction,
         val_fraction=config.val_fraction,
+        item_categories=categories,
     )
     if "batch_size" not in overrides:
         config = config.with_overrides(batch_size=auto_batch_size(len(data.train)))
@@ -116,13 +126,20 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
     if result.cancelled:
         return {"kind": "cancelled"}
     phase("evaluating")
-    test_csr = data.split_csr("test")
-    baseline = popularity_baseline(data.item_popularity(), data.train_csr(), test_csr, ks=(10, 20))
+    # With a refit the model was trained on train + validation: the baseline counts and
+    # masks the same pairs, and the served popularity includes them.
+    fitted = data.with_valid_in_train() if result.refit else data
+    test_csr = fitted.split_csr("test")
+    baseline = popularity_baseline(
+        fitted.item_popularity(), fitted.train_csr(), test_csr, ks=(10, 20)
+    )
     metrics: dict[str, float] = {k: float(v) for k, v in result.test_metrics.items()}
     metrics["train_seconds"] = float(time.monotonic() - started)
     metrics["coverage"] = _coverage(result.user_embeddings, result.item_embeddings)
     metrics["baseline_ndcg@10"] = float(baseline.get("ndcg@10", 0.0))
     metrics["baseline_recall@20"] = float(baseline.get("recall@20", 0.0))
+    for name, value in result.plain_test_metrics.items():
+        metrics[f"plain_{name}"] = float(value)  # the model without the category boost
     phase("writing artifacts")
     path = write_artifacts(
         spec["artifact_root"],
@@ -131,10 +148,11 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         item_embeddings=result.item_embeddings,
         user_ids=list(data.user_ids),
         item_ids=list(data.item_ids),
-        popularity=data.item_popularity(),
+        popularity=fitted.item_popularity(),
         metrics=metrics,
         config=result.config or config.model_dump(mode="json"),
         data_hash=data.data_hash(),
+        scoring={"recent_category": result.category_boost} if result.category_boost else None,
     )
     return {
         "kind": "done",
@@ -145,6 +163,12 @@ def _train(spec: TrainSpec, queue: Any, cancel: Any) -> dict[str, Any]:
         "user_count": data.n_users,
         "item_count": data.n_items,
         "best_epoch": result.best_epoch,
+        "refit": result.refit,
+        "category_boost": dict(result.category_boost),
+        "plain_valid_metrics": {k: float(v) for k, v in result.plain_metrics.items()},
+        "valid_metrics": (
+            {k: float(v) for k, v in result.metrics.items()} if result.eval_split == "valid" else {}
+        ),
         "device": device_name,
     }
 

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.audit.record import record_audit
 from services.config import Settings
 from services.errors import EmbrecError
-from services.storage.models import Interaction, ModelVersion, TrainingJob, new_id
+from services.storage.models import Interaction, Item, ModelVersion, TrainingJob, new_id
 from services.training.convert import version_name
 from services.training.domain import Actor, TrainingStore, job_changed
 from services.training.hyper import contract_names, trainer_overrides
@@ -337,6 +337,12 @@ class Worker:
                 users.append(user_id)
                 items.append(item_id)
                 stamps.append(ts.timestamp())
+            # The catalog's categories, for the recent-category boost (trainer.recency).
+            catalog = (
+                await session.execute(
+                    select(Item.item_id, Item.category).where(Item.tenant_id == job.tenant_id)
+                )
+            ).all()
         await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
         tmp = work_dir / "snapshot.tmp.npz"
         await asyncio.to_thread(
@@ -345,6 +351,8 @@ class Worker:
             users=np.asarray(users, dtype=str),
             items=np.asarray(items, dtype=str),
             timestamps=np.asarray(stamps, dtype=np.float64),
+            catalog_items=np.asarray([row[0] for row in catalog], dtype=str),
+            catalog_categories=np.asarray([row[1] or "" for row in catalog], dtype=str),
         )
         os.replace(tmp, path)
         newest = max(stamps) if stamps else 0.0

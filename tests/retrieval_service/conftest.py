@@ -98,11 +98,18 @@ class Shop:
     def category_of(self, item_id: str) -> str:
         return CATEGORIES[int(item_id.removeprefix(self.prefix)) % len(CATEGORIES)]
 
-    async def train(self, version: int, *, users: int = 40, flip: bool = False) -> None:
+    async def train(
+        self,
+        version: int,
+        *,
+        users: int = 40,
+        flip: bool = False,
+        scoring: dict[str, Any] | None = None,
+    ) -> None:
         """Write artifacts for model ``version`` and its ``models`` row.
 
         ``flip`` makes user u<k> like category (k+1) % 4 instead: another version
-        with visibly different answers.
+        with visibly different answers. ``scoring``: the artifacts' scoring.json.
         """
         ids, vectors = item_vectors(len(self.item_ids), self.prefix)
         user_ids = [f"u{k}" for k in range(users)]
@@ -122,6 +129,7 @@ class Shop:
             metrics={"ndcg@10": 0.5},
             config={"dim": DIM},
             data_hash="0" * 64,
+            scoring=scoring,
         )
         await sql(
             self.stack,

@@ -120,6 +120,26 @@ async def test_items_already_seen_are_left_out_unless_asked(stack: RunningStack)
     assert [i.item_id for i in seen_in.items] == top
 
 
+async def test_recent_category_boost_follows_what_the_user_browses(stack: RunningStack) -> None:
+    """A model whose training chose the recent-category boost (scoring.json): a known
+    user who is browsing cameras gets cameras first, their seen items left out."""
+    shop = await make_shop(stack)
+    await shop.train(1, scoring={"recent_category": {"weight": 5.0, "half_life": 1.0}})
+    await shop.deploy([("v1", 100)])
+    await shop.wait_for_version("u1", "v1")
+    plain = await shop.recommend("u1", count=5)
+    assert [i.category for i in plain.items] == ["laptops"] * 5  # no history yet: u1's taste
+
+    browsed = [i for i in shop.item_ids if shop.category_of(i) == "cameras"][:2]
+    await shop.interactions("u5", browsed)  # u5 also likes laptops; history read on first use
+    boosted = await shop.recommend("u5", count=5)
+    assert not boosted.fallback
+    assert [i.category for i in boosted.items] == ["cameras"] * 5
+    assert not set(browsed) & {i.item_id for i in boosted.items}
+    scores = [i.score for i in boosted.items]
+    assert scores == sorted(scores, reverse=True)
+
+
 async def test_tenant_without_a_model_gets_popular_items(stack: RunningStack) -> None:
     shop = await make_shop(stack)
     popular = shop.item_ids[7]

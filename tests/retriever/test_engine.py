@@ -207,3 +207,40 @@ def test_load_trainer_written_artifacts_and_detect_tampering(tmp_path: Path) -> 
     np.save(out / "item_embeddings.npy", emb)
     with pytest.raises(ArtifactError, match="sha256"):
         load_from_artifacts(out, cat)
+
+
+def test_recent_category_boost_from_artifacts_is_exact_under_filters(tmp_path: Path) -> None:
+    """scoring.json's boost: a known user's recent categories lift their items by
+    weight x share, exactly (checked against brute force), with filters applied."""
+    from trainer.artifacts import write_artifacts
+
+    rng = np.random.default_rng(4)
+    n = 600
+    item_ids = [f"i{i}" for i in range(n)]
+    categories = [f"c{i % 6}" if i % 50 else None for i in range(n)]
+    items, users = random_vectors(rng, n, 8), random_vectors(rng, 3, 8)
+    out = write_artifacts(
+        tmp_path, "v1", user_embeddings=users, item_embeddings=items,
+        user_ids=["u0", "u1", "u2"], item_ids=item_ids, popularity=np.arange(n),
+        metrics={}, config={}, data_hash="x",
+        scoring={"recent_category": {"weight": 0.8, "half_life": 1.0, "max_items": 50}},
+    )  # fmt: skip
+    prices = rng.uniform(1, 100, n).tolist()
+    cat = Catalog.from_columns(item_ids, categories, prices)
+    m = load_from_artifacts(out, cat)
+    assert m.recent_category.active and m.recent_category.half_life == 1.0
+    # Newest first: i1 (c1), i1 again, i2 (c2), i50 (no category), unknown id (skipped).
+    recent = ["i1", Interaction("i1", "purchase"), "i2", "i50", "nope"]
+    spec = FilterSpec(max_price=60.0, exclude_item_ids=frozenset({"i7"}))
+    got = m.recommend("u1", 15, spec, recent)
+    w = np.array([1.0, 0.5, 0.25])  # i1, i2, i50 by distinct rank
+    share = {"c1": w[0] / w.sum(), "c2": w[1] / w.sum()}
+    bonus = np.array([0.8 * share.get(c or "", 0.0) for c in categories])
+    scores = items @ users[1] + bonus
+    scores[~cat.mask(spec)] = -np.inf
+    want = [item_ids[i] for i in np.argsort(-scores, kind="stable")[:15]]
+    assert [i for i, _ in got.items] == want and got.strategy == "category_boost"
+    assert [s for _, s in got.items] == pytest.approx(np.sort(scores)[::-1][:15], rel=1e-5)
+    # Without recent items, or for an unknown user (fold-in), the plain paths serve.
+    assert m.recommend("u1", 5).strategy != "category_boost"
+    assert m.recommend("new", 5, None, recent).source == "fold_in"

@@ -84,3 +84,20 @@ def test_data_hash_changes_with_data() -> None:
             ["b", "a"], ["x", "x"], [1, 0], test_fraction=0.0
         ).data_hash()
     )
+
+
+def test_same_category_negatives_stay_in_the_positives_category() -> None:
+    from trainer.data import NegativeSampler, sample_same_category
+
+    rng = np.random.default_rng(0)
+    n_items = 60
+    category = np.arange(n_items, dtype=np.int64) % 3
+    category[::20] = -1  # 0, 20, 40 have none: their own group
+    users = rng.integers(0, 10, 400).astype(np.int64)
+    items = rng.integers(0, n_items, 400).astype(np.int64)
+    sampler = NegativeSampler(users, items, n_items)
+    neg = sample_same_category(sampler, users, items, category, 5, rng)
+    assert neg.shape == (400, 5)
+    assert not sampler.is_positive(np.repeat(users, 5), neg.ravel()).any()
+    same = category[neg] == category[items][:, None]
+    assert same.mean() > 0.95  # the rest: a user owning nearly all of a category

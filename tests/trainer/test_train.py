@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from trainer.config import LightGCNConfig
 from trainer.data import InteractionData
-from trainer.evaluate import popularity_baseline
+from trainer.evaluate import evaluate_embeddings, popularity_baseline
 from trainer.train import NonFiniteLossError, lr_factor, train
 
 
@@ -116,3 +117,70 @@ def test_resume_refuses_other_recipe(
         train(clustered, cfg.with_overrides(lr=0.5), checkpoint_dir=tmp_path)
     more = train(clustered, cfg.with_overrides(epochs=2), checkpoint_dir=tmp_path)
     assert [h["epoch"] for h in more.history] == [1, 2]
+
+
+def _drifting_tastes(n_users: int = 200, n_items: int = 100, seed: int = 0) -> InteractionData:
+    """Users move from one item cluster to another: their first 6 of 20 items come from
+    one cluster, the last 14 (6 in train, 4 validation, 4 test) from another."""
+    rng = np.random.default_rng(seed)
+    clusters = np.arange(n_items) % 5
+    users: list[str] = []
+    items: list[str] = []
+    stamps: list[float] = []
+    for u in range(n_users):
+        old, new = rng.choice(5, 2, replace=False)
+        early = rng.choice(np.flatnonzero(clusters == old), 6, replace=False)
+        late = rng.choice(np.flatnonzero(clusters == new), 14, replace=False)
+        for t, item in enumerate(np.concatenate([early, late])):
+            users.append(f"u{u}")
+            items.append(f"i{item}")
+            stamps.append(float(t))
+    return InteractionData.from_interactions(
+        users, items, stamps, test_fraction=0.2, val_fraction=0.2
+    )
+
+
+def test_refit_serves_what_users_did_in_the_validation_period(
+    small_config: LightGCNConfig,
+) -> None:
+    """With ``refit`` the model that is returned (and served) has also learned from the
+    validation period, so a user whose taste moved gets the new taste's items."""
+    data = _drifting_tastes()
+    cfg = small_config.with_overrides(epochs=8, eval_every=2, patience=0)
+    plain = train(data, cfg)
+    progress: list[tuple[int, int, dict[str, float]]] = []
+    refit = train(
+        data,
+        cfg.with_overrides(refit=True),
+        on_progress=lambda e, t, _l, m, _eta: progress.append((e, t, m)),
+    )
+    assert not plain.refit and refit.refit
+    assert refit.test_metrics["ndcg@10"] > plain.test_metrics["ndcg@10"] + 0.15, (
+        plain.test_metrics,
+        refit.test_metrics,
+    )
+    # Validation chose the epochs; the refit trained that many more, reporting no metrics.
+    assert refit.metrics == plain.metrics and refit.best_epoch == plain.best_epoch
+    assert refit.epochs_run == plain.epochs_run + plain.best_epoch
+    tail = progress[plain.epochs_run :]
+    assert [e for e, _, _ in tail] == list(range(plain.epochs_run + 1, refit.epochs_run + 1))
+    assert all(t == refit.epochs_run and m == {} for _, t, m in tail)
+    # Test metrics mask the train and the validation items (both are in the model).
+    merged = data.with_valid_in_train()
+    again = evaluate_embeddings(
+        torch.from_numpy(refit.user_embeddings),
+        torch.from_numpy(refit.item_embeddings),
+        merged.train_csr(),
+        merged.split_csr("test"),
+    )
+    assert again == pytest.approx(refit.test_metrics)
+
+
+def test_softmax_loss_beats_popularity(
+    clustered: InteractionData, small_config: LightGCNConfig
+) -> None:
+    res = train(clustered, small_config.with_overrides(loss="softmax", negatives=16))
+    pop = popularity_baseline(
+        clustered.item_popularity(), clustered.train_csr(), clustered.split_csr("test")
+    )
+    assert res.metrics["ndcg@10"] > pop["ndcg@10"] + 0.05, (res.metrics, pop)
