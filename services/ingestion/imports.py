@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -57,6 +59,7 @@ from services.ingestion.parsing import (
     ItemValidator,
     RowError,
     RowReader,
+    timestamp_text,
 )
 from services.ingestion.rollups import record_interactions
 from services.storage.db import dialect_insert, is_postgresql
@@ -158,41 +161,35 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def add_interactions(target: Any, rows: Sequence[CleanInteraction]) -> None:
-    """Append rows to a repeated Interaction field, built in place.
+def add_columns(
+    target: events_pb2.InteractionColumns,
+    rows: Sequence[CleanInteraction],
+    micros: list[int],
+) -> None:
+    """Fill an event's interaction columns (``micros``: each row's time, microseconds).
 
-    Three times cheaper than building messages and assigning the list (which copies
-    each one), and a million of them go by per large import.
+    One ``extend`` per column instead of a message per row: measured ~3x cheaper than
+    building ``Interaction`` messages, and the event is smaller.
     """
-    add = target.add
-    for row in rows:
-        message = add(user_id=row[0], item_id=row[1], interaction_type=_TYPE_TO_PROTO[row[2]])
-        ts = row[3]
-        message.timestamp.seconds = int(ts.timestamp())
-        if ts.microsecond:
-            message.timestamp.nanos = ts.microsecond * 1000
-        if row[4] is not None:
-            message.value = row[4]
-        if row[5]:
-            message.recommendation_id = row[5]
-        if row[6]:
-            message.event_id = row[6]
+    target.user_ids.extend([r[0] for r in rows])
+    target.item_ids.extend([r[1] for r in rows])
+    target.interaction_types.extend([_TYPE_TO_PROTO[r[2]] for r in rows])
+    target.timestamp_micros.extend(micros)
+    valued = [n for n, r in enumerate(rows) if r[4] is not None]
+    if valued:
+        target.value_positions.extend(valued)
+        target.values.extend([rows[n][4] for n in valued])  # type: ignore[misc]
+    if any(r[5] for r in rows):
+        target.recommendation_ids.extend([r[5] for r in rows])
+    if any(r[6] for r in rows):
+        target.event_ids.extend([r[6] for r in rows])
 
 
-def interaction_proto(row: CleanInteraction) -> pb.Interaction:
-    # Timestamp(seconds=, nanos=) directly: FromDatetime costs several times more.
-    seconds = row.ts.timestamp()
-    whole = int(seconds // 1)
-    message = pb.Interaction(
-        user_id=row.user_id,
-        item_id=row.item_id,
-        interaction_type=_TYPE_TO_PROTO[row.type],
-        timestamp=Timestamp(seconds=whole, nanos=row.ts.microsecond * 1000),
-        recommendation_id=row.recommendation_id,
-        event_id=row.event_id,
-        value=row.value,
-    )
-    return message
+def row_micros(rows: Sequence[CleanInteraction]) -> npt.NDArray[np.int64]:
+    """Each row's time in microseconds since the epoch, exactly (numpy parses the
+    rows' ``ts_text`` in C: ~0.05 us a row, against ~0.4 us for ``ts.timestamp()``)."""
+    texts = [r[7] or timestamp_text(r[3]) for r in rows]
+    return np.array(texts, dtype="datetime64[us]").astype(np.int64)
 
 
 def _item_proto(row: CleanItem) -> pb.Item:
@@ -656,15 +653,20 @@ class ImportRun:
         self.snapshot.accepted += len(interactions)
         if not self._writing or not interactions:
             return
+        micros = row_micros(interactions)
+        every = micros.tolist()
         for start in range(0, len(interactions), EVENT_ROWS):
             event = events_pb2.InteractionsRecorded(
                 source=events_pb2.INTERACTION_SOURCE_UPLOAD, upload_id=self.public_id
             )
-            add_interactions(event.interactions, interactions[start : start + EVENT_ROWS])
+            end = start + EVENT_ROWS
+            add_columns(event.columns, interactions[start:end], every[start:end])
             emit(self._db, event, tenant_id=self.tenant.id)
-        await self._insert_interactions(interactions)
+        await self._insert_interactions(interactions, micros)
 
-    async def _insert_interactions(self, interactions: list[CleanInteraction]) -> None:
+    async def _insert_interactions(
+        self, interactions: list[CleanInteraction], micros: npt.NDArray[np.int64]
+    ) -> None:
         """The bulk write, in the data transaction, by the fastest path of each database.
 
         PostgreSQL: ``COPY`` through asyncpg (binary protocol, no SQL per row). SQLite:
@@ -674,7 +676,7 @@ class ImportRun:
         tenant_id, upload_id = self.tenant.id, self.upload.id
         # The analytics rollups commit or roll back with the rows (a rolled-back or
         # deduplicated retry of an upload adds nothing).
-        await record_interactions(self._db, tenant_id, interactions)
+        await record_interactions(self._db, tenant_id, interactions, micros=micros)
         connection = await self._db.connection()
         if is_postgresql(self._db):
             raw = await connection.get_raw_connection()

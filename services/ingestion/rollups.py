@@ -164,12 +164,17 @@ def _codes(values: list[str]) -> tuple[npt.NDArray[np.int64], list[str]]:
 
 
 async def record_interactions(
-    db: AsyncSession | AsyncConnection, tenant_id: str, rows: Iterable[RawInteraction]
+    db: AsyncSession | AsyncConnection,
+    tenant_id: str,
+    rows: Iterable[RawInteraction],
+    *,
+    micros: npt.NDArray[np.int64] | None = None,
 ) -> None:
     """Add interactions just written (in this transaction) to the rollups.
 
     Attributed purchases without a value are worth the item's price now, as GetAnalytics
-    used to compute with a join at read time.
+    used to compute with a join at read time. ``micros``: each row's time in
+    microseconds since the epoch, if the caller has it (the import does, cheaply).
 
     Aggregated with numpy over the whole batch (a Python loop of dict updates per row
     cost ~1.5 us a row of a bulk import): counts per hour, per (day, item) and the
@@ -181,8 +186,12 @@ async def record_interactions(
     if not rows:
         return
     count = len(rows)
-    seconds = np.fromiter((r[3].timestamp() for r in rows), dtype=np.float64, count=count)
-    hour = np.floor_divide(seconds, 3600).astype(np.int64)
+    if micros is None:
+        # Exact: the float timestamp is within 0.25 us of the true time for any date
+        # this side of year 2200, so rounding its microseconds gives the true count.
+        seconds = np.fromiter((r[3].timestamp() for r in rows), dtype=np.float64, count=count)
+        micros = np.round(seconds * 1e6).astype(np.int64)
+    hour = micros // 3_600_000_000
     day = hour // 24
     hours, at_hour, per_hour = np.unique(hour, return_inverse=True, return_counts=True)
     at_hour = at_hour.reshape(-1)
