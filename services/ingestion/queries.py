@@ -253,21 +253,36 @@ class Queries:
                 )
                 or 0
             )
+            # Separate statements, so that each reads the narrowest index that answers
+            # it: count and time range from (tenant_id, ts), distinct users from
+            # (tenant_id, user_id), both without touching the table; one statement
+            # with both DISTINCTs scanned the table into two temporary B-trees (3x
+            # the time on 1M rows, SQLite).
             row = (
                 await session.execute(
-                    select(
-                        func.count(),
-                        func.count(distinct(Interaction.user_id)),
-                        func.min(Interaction.ts),
-                        func.max(Interaction.ts),
-                        func.count(distinct(Interaction.item_id)),
-                    ).where(Interaction.tenant_id == tenant_id)
+                    select(func.count(), func.min(Interaction.ts), func.max(Interaction.ts)).where(
+                        Interaction.tenant_id == tenant_id
+                    )
                 )
             ).one()
             result.interaction_count = int(row[0])
-            result.user_count = int(row[1])
-            result.first_time, result.last_time = row[2], row[3]
-            items_interacted = int(row[4])
+            result.first_time, result.last_time = row[1], row[2]
+            result.user_count = int(
+                await session.scalar(
+                    select(func.count(distinct(Interaction.user_id))).where(
+                        Interaction.tenant_id == tenant_id
+                    )
+                )
+                or 0
+            )
+            items_interacted = int(
+                await session.scalar(
+                    select(func.count(distinct(Interaction.item_id))).where(
+                        Interaction.tenant_id == tenant_id
+                    )
+                )
+                or 0
+            )
             for kind, count in await session.execute(
                 select(Interaction.type, func.count())
                 .where(Interaction.tenant_id == tenant_id)
