@@ -277,3 +277,73 @@ async def test_track_events_are_stored_once_and_feed_analytics(stack: RunningSta
             svc.GetAnalyticsRequest(time_zone="Mars/Base"), metadata=c.metadata
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_interaction_rows_are_stored_exactly_and_in_file_order(stack: RunningStack) -> None:
+    """Rows without a value go to SQLite as one JSON array per run, rows with one are
+    bound one by one; either way every stored field equals the file's, in file order."""
+    from datetime import UTC, datetime
+
+    c = caller_for(stack, await make_tenant(stack))
+    await import_csv(c, CATALOG)
+    data = (
+        "user_id,item_id,interaction_type,timestamp,value,recommendation_id\n"
+        "u-1,sku-1,view,2026-01-01T10:00:00Z,,\n"
+        "ü-2 😀,sku-2,click,2026-01-01T10:00:00.5+01:00,,rec-1\n"
+        "u-3,sku-1,rating,2026-01-02T00:00:00Z,4.1,\n"
+        "u-4,sku-2,purchase,1767225600,0.30000000000000004,rec-2\n"
+        'u-5 "quoted",sku-1,view,2026-01-03T00:00:00Z,,\n'
+        '"u,6",sku-1,view,2026-01-03T00:00:01Z,,\n'
+        "u-7\x00nul,sku-2,view,2026-01-03T00:00:02Z,,\n"
+        "u-8,sku-2,add_to_cart,2026-01-03T00:00:03Z,,\n"
+    ).encode()
+    for chunk in (7, 64 * 1024):  # partial lines and quotes split over chunks, or not
+        tenant = await make_tenant(stack)
+        c = caller_for(stack, tenant)
+        await import_csv(c, CATALOG)
+        upload = await import_csv(c, data, kind="interactions", chunk=chunk)
+        assert (upload.rows_accepted, upload.rows_rejected) == (8, 0), upload.errors
+        rows = await sql(
+            stack,
+            select(
+                Interaction.user_id,
+                Interaction.item_id,
+                Interaction.type,
+                Interaction.ts,
+                Interaction.value,
+                Interaction.recommendation_id,
+            )
+            .where(Interaction.tenant_id == tenant)
+            .order_by(Interaction.id),
+        )
+        assert rows == [
+            ("u-1", "sku-1", "view", datetime(2026, 1, 1, 10, tzinfo=UTC), None, None),
+            (
+                "ü-2 😀",
+                "sku-2",
+                "click",
+                datetime(2026, 1, 1, 9, 0, 0, 500_000, tzinfo=UTC),
+                None,
+                "rec-1",
+            ),
+            ("u-3", "sku-1", "rating", datetime(2026, 1, 2, tzinfo=UTC), 4.1, None),
+            (
+                "u-4",
+                "sku-2",
+                "purchase",
+                datetime(2026, 1, 1, tzinfo=UTC),
+                0.30000000000000004,
+                "rec-2",
+            ),
+            ('u-5 "quoted"', "sku-1", "view", datetime(2026, 1, 3, tzinfo=UTC), None, None),
+            ("u,6", "sku-1", "view", datetime(2026, 1, 3, 0, 0, 1, tzinfo=UTC), None, None),
+            ("u-7\x00nul", "sku-2", "view", datetime(2026, 1, 3, 0, 0, 2, tzinfo=UTC), None, None),
+            (
+                "u-8",
+                "sku-2",
+                "add_to_cart",
+                datetime(2026, 1, 3, 0, 0, 3, tzinfo=UTC),
+                None,
+                None,
+            ),
+        ]
