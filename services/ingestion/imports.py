@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import itertools
 import json
@@ -61,6 +60,7 @@ from services.ingestion.parsing import (
     ItemValidator,
     RowError,
     RowReader,
+    gc_paused,
     timestamp_text,
 )
 from services.ingestion.rollups import record_interactions
@@ -412,24 +412,16 @@ class ImportRun:
 
     async def feed_bytes(self, chunk: bytes) -> None:
         self._hash.update(chunk)
-        # No cyclic garbage collection while the chunk's rows are validated (a loop
-        # without await, so nothing else runs meanwhile): thousands of row tuples are
-        # allocated and kept, and the collections they trigger cost ~2 us a row,
-        # measured. One collection runs after the chunk instead.
-        collecting = gc.isenabled()
-        gc.disable()
         try:
-            plain = self._reader.feed_plain(chunk) if self._interactions is not None else None
-            if plain is not None:
-                self._plain_interactions(self._reader.rows_read - len(plain), plain)
-            else:
-                for row, fields, error in self._reader.feed_values(chunk):
-                    self._row(row, fields, error)
+            with gc_paused():  # validating the chunk allocates thousands of row tuples
+                plain = self._reader.feed_plain(chunk) if self._interactions is not None else None
+                if plain is not None:
+                    self._plain_interactions(self._reader.rows_read - len(plain), plain)
+                else:
+                    for row, fields, error in self._reader.feed_values(chunk):
+                        self._row(row, fields, error)
         except HeaderError as exc:
             raise self._header_error(exc) from None
-        finally:
-            if collecting:
-                gc.enable()
         if len(self._batch) >= BATCH_ROWS:
             await self._flush()
 
@@ -694,15 +686,16 @@ class ImportRun:
         self.snapshot.accepted += len(interactions)
         if not self._writing or not interactions:
             return
-        micros = row_micros(interactions)
-        every = micros.tolist()
-        for start in range(0, len(interactions), EVENT_ROWS):
-            event = events_pb2.InteractionsRecorded(
-                source=events_pb2.INTERACTION_SOURCE_UPLOAD, upload_id=self.public_id
-            )
-            end = start + EVENT_ROWS
-            add_columns(event.columns, interactions[start:end], every[start:end])
-            emit(self._db, event, tenant_id=self.tenant.id)
+        with gc_paused():
+            micros = row_micros(interactions)
+            every = micros.tolist()
+            for start in range(0, len(interactions), EVENT_ROWS):
+                event = events_pb2.InteractionsRecorded(
+                    source=events_pb2.INTERACTION_SOURCE_UPLOAD, upload_id=self.public_id
+                )
+                end = start + EVENT_ROWS
+                add_columns(event.columns, interactions[start:end], every[start:end])
+                emit(self._db, event, tenant_id=self.tenant.id)
         await self._insert_interactions(interactions, micros)
 
     async def _insert_interactions(
@@ -748,11 +741,12 @@ class ImportRun:
             if valued:
                 await _insert_values(connection, tenant_id, upload_id, run)
             else:
-                document = json.dumps(
-                    [(i[0], i[1], i[2], i[7] or _sqlite_time(i[3]), i[5] or None) for i in run],
-                    ensure_ascii=False,
-                    check_circular=False,
-                )
+                with gc_paused():
+                    document = json.dumps(
+                        [(i[0], i[1], i[2], i[7] or _sqlite_time(i[3]), i[5] or None) for i in run],
+                        ensure_ascii=False,
+                        check_circular=False,
+                    )
                 if "\\u0000" in document:
                     # SQLite's JSON strings end at an escaped NUL: bind those rows.
                     await _insert_values(connection, tenant_id, upload_id, run)

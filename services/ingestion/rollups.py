@@ -20,6 +20,7 @@ concurrent writers keep each other's users.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from typing import Any, cast
@@ -30,6 +31,7 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.ingestion import sketches
+from services.ingestion.parsing import gc_paused
 from services.storage.models import (
     AnalyticsHour,
     AnalyticsItemDay,
@@ -185,6 +187,45 @@ async def record_interactions(
     rows = rows if isinstance(rows, list) else list(rows)
     if not rows:
         return
+    unpriced = {r[1] for r in rows if r[5] and r[4] is None and r[2] == "purchase"}
+    prices = await _prices(db, tenant_id, unpriced) if unpriced else {}
+    with gc_paused():  # tens of thousands of short-lived tuples per import batch
+        batch = _aggregate(tenant_id, rows, micros, prices)
+    await _upsert(
+        db,
+        _HOURLY,
+        ("tenant_id", "hour"),
+        batch.hourly,
+        {"interactions": "add", "clicks": "add", "conversions": "add", "revenue": "add"},
+    )
+    await _upsert(
+        db,
+        _ITEMS,
+        ("tenant_id", "day", "item_id"),
+        batch.items,
+        {"interactions": "add", "clicks": "add"},
+    )
+    await _upsert(db, _USERS, ("tenant_id", "day", "user_id"), batch.users, {"hours": "or"})
+    await _record_sketches(db, tenant_id, batch.hours, batch.sketches)
+
+
+@dataclass
+class _Batch:
+    """A batch's rollup rows, one list per column (see :func:`_aggregate`)."""
+
+    hourly: dict[str, list[Any]]
+    items: dict[str, list[Any]]
+    users: dict[str, list[Any]]
+    hours: list[int]
+    sketches: npt.NDArray[np.uint8]
+
+
+def _aggregate(
+    tenant_id: str,
+    rows: list[RawInteraction],
+    micros: npt.NDArray[np.int64] | None,
+    prices: dict[str, float],
+) -> _Batch:
     count = len(rows)
     if micros is None:
         # Exact: the float timestamp is within 0.25 us of the true time for any date
@@ -199,11 +240,10 @@ async def record_interactions(
     conversions = [0] * len(hours)
     revenue = [0.0] * len(hours)
     clicked = np.zeros(count, dtype=np.int64)
-    attributed = [n for n, r in enumerate(rows) if r[5]]
-    unpriced = {rows[n][1] for n in attributed if rows[n][4] is None and rows[n][2] == "purchase"}
-    prices = await _prices(db, tenant_id, unpriced) if unpriced else {}
-    for n in attributed:
-        _, item_id, kind, _, value = rows[n][:5]
+    for n, r in enumerate(rows):
+        if not r[5]:
+            continue
+        _, item_id, kind, _, value = r[:5]
         h = int(at_hour[n])
         if kind == "click":
             clicks[h] += 1
@@ -212,42 +252,30 @@ async def record_interactions(
             conversions[h] += 1
             revenue[h] += value if value is not None else prices.get(item_id, 0.0)
     hour_list = hours.tolist()
-    await _upsert(
-        db,
-        _HOURLY,
-        ("tenant_id", "hour"),
-        {
-            "tenant_id": [tenant_id] * len(hour_list),
-            "hour": hour_list,
-            "interactions": per_hour.tolist(),
-            "clicks": clicks,
-            "conversions": conversions,
-            "revenue": revenue,
-            "served": [0] * len(hour_list),
-            "impressions": [0] * len(hour_list),
-        },
-        {"interactions": "add", "clicks": "add", "conversions": "add", "revenue": "add"},
-    )
+    hourly = {
+        "tenant_id": [tenant_id] * len(hour_list),
+        "hour": hour_list,
+        "interactions": per_hour.tolist(),
+        "clicks": clicks,
+        "conversions": conversions,
+        "revenue": revenue,
+        "served": [0] * len(hour_list),
+        "impressions": [0] * len(hour_list),
+    }
     item_codes, item_names = _codes([r[1] for r in rows])
     keys, at_key, per_key = np.unique(
         day * len(item_names) + item_codes, return_inverse=True, return_counts=True
     )
     item_clicks = np.zeros(len(keys), dtype=np.int64)
     np.add.at(item_clicks, at_key.reshape(-1), clicked)
-    await _upsert(
-        db,
-        _ITEMS,
-        ("tenant_id", "day", "item_id"),
-        {
-            "tenant_id": [tenant_id] * len(keys),
-            "day": (keys // len(item_names)).tolist(),
-            "item_id": [item_names[c] for c in (keys % len(item_names)).tolist()],
-            "interactions": per_key.tolist(),
-            "clicks": item_clicks.tolist(),
-            "impressions": [0] * len(keys),
-        },
-        {"interactions": "add", "clicks": "add"},
-    )
+    items = {
+        "tenant_id": [tenant_id] * len(keys),
+        "day": (keys // len(item_names)).tolist(),
+        "item_id": [item_names[c] for c in (keys % len(item_names)).tolist()],
+        "interactions": per_key.tolist(),
+        "clicks": item_clicks.tolist(),
+        "impressions": [0] * len(keys),
+    }
     user_codes, user_names = _codes([r[0] for r in rows])
     users = len(user_names)
     user_day = day * users + user_codes
@@ -256,24 +284,18 @@ async def record_interactions(
     first = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     masks = np.bitwise_or.reduceat(np.left_shift(1, hour % 24)[order], first)
     keys = ordered[first]
-    await _upsert(
-        db,
-        _USERS,
-        ("tenant_id", "day", "user_id"),
-        {
-            "tenant_id": [tenant_id] * len(keys),
-            "day": (keys // users).tolist(),
-            "user_id": [user_names[c] for c in (keys % users).tolist()],
-            "hours": masks.tolist(),
-        },
-        {"hours": "or"},
-    )
+    user_rows = {
+        "tenant_id": [tenant_id] * len(keys),
+        "day": (keys // users).tolist(),
+        "user_id": [user_names[c] for c in (keys % users).tolist()],
+        "hours": masks.tolist(),
+    }
     # Distinct (hour, user) pairs: the users to merge into each hour's sketch.
     pairs = np.unique(at_hour * users + user_codes)
     merged = sketches.sketches_by_group(
         sketches.hash_users(user_names)[pairs % users], (pairs // users).astype(np.intp), len(hours)
     )
-    await _record_sketches(db, tenant_id, hour_list, merged)
+    return _Batch(hourly, items, user_rows, hour_list, merged)
 
 
 async def _record_sketches(
