@@ -424,6 +424,11 @@ class ImportRun:
             raise self._header_error(exc) from None
         if len(self._batch) >= BATCH_ROWS:
             await self._flush()
+        elif self._writer is not None and not self._writer.done():
+            # Let the write in flight take its next step (send its next statement to the
+            # database thread) before this coroutine parses another chunk: parsing never
+            # awaits, so without this the write would only advance between requests.
+            await asyncio.sleep(0)
 
     async def feed_rows(self, rows: Iterable[dict[str, str]], columns: Sequence[str]) -> None:
         """Typed rows (already fields by name), numbered by position in the stream."""
@@ -708,9 +713,16 @@ class ImportRun:
         SQLite text format, skipping the ORM's per-row parameter processing.
         """
         tenant_id, upload_id = self.tenant.id, self.upload.id
+        await self._insert_rows(tenant_id, upload_id, interactions)
         # The analytics rollups commit or roll back with the rows (a rolled-back or
-        # deduplicated retry of an upload adds nothing).
+        # deduplicated retry of an upload adds nothing). After the rows: on SQLite their
+        # insert is one long statement, which runs in aiosqlite's thread while this one
+        # goes back to parsing the next batch (see feed_bytes).
         await record_interactions(self._db, tenant_id, interactions, micros=micros)
+
+    async def _insert_rows(
+        self, tenant_id: str, upload_id: str, interactions: list[CleanInteraction]
+    ) -> None:
         connection = await self._db.connection()
         if is_postgresql(self._db):
             raw = await connection.get_raw_connection()

@@ -53,6 +53,10 @@ _USERS = cast(Table, AnalyticsUserDay.__table__)
 _SKETCHES = cast(Table, AnalyticsUserHourSketch.__table__)
 _PRICE_LOOKUP = 1000
 _SQLITE_ROWS = 500
+#: Bound parameters per multi-row upsert on SQLite (its limit is 32,766 since 3.32):
+#: a 20,000-row batch of user-days is 3 statements instead of 40, so 3 hand-offs to
+#: and from the database thread.
+_SQLITE_PARAMETERS = 30_000
 #: PostgreSQL array type of each rollup column, for ``unnest``.
 _PG_ARRAY = {
     "tenant_id": "TEXT[]",
@@ -122,7 +126,7 @@ async def _sqlite_upsert(
     rows: list[tuple[Any, ...]],
     tail: str,
 ) -> None:
-    """Multi-row ``INSERT … VALUES (…),(…) ON CONFLICT`` of _SQLITE_ROWS rows at a time.
+    """Multi-row ``INSERT … VALUES (…),(…) ON CONFLICT`` of up to _SQLITE_PARAMETERS values.
 
     As for the interactions themselves (``imports._insert_interactions``): one statement
     step per 500 rows instead of one per row, measured 1.6x faster on SQLite.
@@ -131,8 +135,9 @@ async def _sqlite_upsert(
     head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "  # noqa: S608
     one = "(" + ", ".join(["?"] * len(columns)) + ")"
     connection = await db.connection() if isinstance(db, AsyncSession) else db
-    for start in range(0, len(rows), _SQLITE_ROWS):
-        part = rows[start : start + _SQLITE_ROWS]
+    step = max(1, _SQLITE_PARAMETERS // len(columns))
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
         values = tuple(chain.from_iterable(part))
         await connection.exec_driver_sql(head + ", ".join([one] * len(part)) + tail, values)
 
