@@ -63,7 +63,7 @@ from services.ingestion.parsing import (
     gc_paused,
     timestamp_text,
 )
-from services.ingestion.rollups import record_interactions
+from services.ingestion.rollups import record_interactions, statement_sizes
 from services.storage.db import dialect_insert, is_postgresql
 from services.storage.models import Item, Tenant, Upload, new_id, utcnow
 
@@ -191,8 +191,8 @@ async def _insert_values(
 ) -> None:
     """Multi-row INSERTs of _SQLITE_ROWS rows: one statement step per 500 rows instead
     of one per row (1.6x faster measured). Every value is a bound parameter."""
-    for start in range(0, len(rows), _SQLITE_ROWS):
-        part = rows[start : start + _SQLITE_ROWS]
+    for start, size in statement_sizes(len(rows), _SQLITE_ROWS):
+        part = rows[start : start + size]
         values: list[Any] = []
         for i in part:
             values += (tenant_id, i[0], i[1], i[2], i[7] or _sqlite_time(i[3]), i[4], i[5] or None)

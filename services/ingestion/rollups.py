@@ -19,7 +19,7 @@ concurrent writers keep each other's users.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -40,7 +40,7 @@ from services.storage.models import (
     Item,
 )
 
-__all__ = ["RawInteraction", "record_interactions", "record_served"]
+__all__ = ["RawInteraction", "record_interactions", "record_served", "statement_sizes"]
 
 #: Rows start with user_id, item_id, type, ts (aware UTC), value, recommendation_id
 #: ('' or None: not attributed), as :class:`~services.ingestion.parsing.CleanInteraction`
@@ -53,10 +53,6 @@ _USERS = cast(Table, AnalyticsUserDay.__table__)
 _SKETCHES = cast(Table, AnalyticsUserHourSketch.__table__)
 _PRICE_LOOKUP = 1000
 _SQLITE_ROWS = 500
-#: Bound parameters per multi-row upsert on SQLite (its limit is 32,766 since 3.32):
-#: a 20,000-row batch of user-days is 3 statements instead of 40, so 3 hand-offs to
-#: and from the database thread.
-_SQLITE_PARAMETERS = 30_000
 #: PostgreSQL array type of each rollup column, for ``unnest``.
 _PG_ARRAY = {
     "tenant_id": "TEXT[]",
@@ -119,6 +115,27 @@ async def _upsert(
     await db.execute(statement, {f"c{n}": columns[c] for n, c in enumerate(names)})
 
 
+def statement_sizes(count: int, most: int) -> Iterator[tuple[int, int]]:
+    """``(start, size)`` pieces of ``count`` rows for multi-row statements: ``most`` rows
+    at a time, then the rest in powers of two.
+
+    Each distinct row count is a distinct SQL text, which the sqlite3 module keeps
+    prepared in its per-connection cache (128 statements): with a tail of any size,
+    a long import filled it with a few hundred kB of program per statement and the
+    server's peak memory grew with the file. Powers of two bound the shapes to ~10.
+    """
+    start = 0
+    while count - start >= most:
+        yield start, most
+        start += most
+    size = 1 << max(count - start, 1).bit_length()
+    while start < count:
+        size >>= 1
+        if count - start >= size:
+            yield start, size
+            start += size
+
+
 async def _sqlite_upsert(
     db: AsyncSession | AsyncConnection,
     table: Table,
@@ -126,7 +143,7 @@ async def _sqlite_upsert(
     rows: list[tuple[Any, ...]],
     tail: str,
 ) -> None:
-    """Multi-row ``INSERT … VALUES (…),(…) ON CONFLICT`` of up to _SQLITE_PARAMETERS values.
+    """Multi-row ``INSERT … VALUES (…),(…) ON CONFLICT`` of _SQLITE_ROWS rows at a time.
 
     As for the interactions themselves (``imports._insert_interactions``): one statement
     step per 500 rows instead of one per row, measured 1.6x faster on SQLite.
@@ -135,9 +152,8 @@ async def _sqlite_upsert(
     head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "  # noqa: S608
     one = "(" + ", ".join(["?"] * len(columns)) + ")"
     connection = await db.connection() if isinstance(db, AsyncSession) else db
-    step = max(1, _SQLITE_PARAMETERS // len(columns))
-    for start in range(0, len(rows), step):
-        part = rows[start : start + step]
+    for start, size in statement_sizes(len(rows), _SQLITE_ROWS):
+        part = rows[start : start + size]
         values = tuple(chain.from_iterable(part))
         await connection.exec_driver_sql(head + ", ".join([one] * len(part)) + tail, values)
 
