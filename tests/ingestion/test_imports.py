@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -347,3 +348,56 @@ async def test_interaction_rows_are_stored_exactly_and_in_file_order(stack: Runn
                 None,
             ),
         ]
+
+
+async def test_a_stream_broken_off_mid_import_leaves_nothing(stack: RunningStack) -> None:
+    """The client goes away while the server waits for its next chunk, with batches
+    written (and one possibly still being written): all is rolled back, the upload id
+    is free again, and the retry imports the whole file once."""
+    tenant = await make_tenant(stack)
+    c = caller_for(stack, tenant)
+    await import_csv(c, CATALOG)
+    rows = 50_000  # more than two write batches
+    data = (
+        "user_id,item_id,interaction_type\n"
+        + "".join(f"u{n},sku-{1 + n % 2},view\n" for n in range(rows))
+    ).encode()
+    cut = data.rfind(b"\n", 0, len(data) - 100) + 1  # all but the last rows
+    sent, never = asyncio.Event(), asyncio.Event()
+
+    async def stream() -> AsyncIterator[svc.ImportInteractionsRequest]:
+        yield svc.ImportInteractionsRequest(
+            options=pb.ImportOptions(tenant_id=tenant, upload_id="broken-off")
+        )
+        for start in range(0, cut, 64 * 1024):
+            yield svc.ImportInteractionsRequest(chunk=data[start : min(start + 64 * 1024, cut)])
+        sent.set()
+        await never.wait()  # the client hangs, then gives up
+
+    call = c.stub.ImportInteractions(stream(), metadata=c.metadata)
+    await sent.wait()
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # until the server has validated what was sent (progress is live)
+        progress = await c.stub.GetUpload(
+            svc.GetUploadRequest(upload_id="broken-off"), metadata=c.metadata
+        )
+        if progress.rows_total >= rows - 10:
+            break
+        assert asyncio.get_running_loop().time() < deadline, progress
+        await asyncio.sleep(0.05)
+    call.cancel()
+    while True:  # the claim on the upload id goes with the rollback
+        try:
+            await c.stub.GetUpload(
+                svc.GetUploadRequest(upload_id="broken-off"), metadata=c.metadata
+            )
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the claim was never removed"
+        await asyncio.sleep(0.05)
+    assert await count(stack, Interaction, tenant) == 0
+
+    upload = await import_csv(c, data, kind="interactions", upload_id="broken-off")
+    assert (upload.state, upload.rows_accepted) == (pb.UPLOAD_STATE_SUCCEEDED, rows)
+    assert await count(stack, Interaction, tenant) == rows
