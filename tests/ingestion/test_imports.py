@@ -401,3 +401,24 @@ async def test_a_stream_broken_off_mid_import_leaves_nothing(stack: RunningStack
     upload = await import_csv(c, data, kind="interactions", upload_id="broken-off")
     assert (upload.state, upload.rows_accepted) == (pb.UPLOAD_STATE_SUCCEEDED, rows)
     assert await count(stack, Interaction, tenant) == rows
+
+
+async def test_data_stats_count_repeated_interactions_across_uploads(stack: RunningStack) -> None:
+    """Rows equal in user, item, type and time, from different files, are counted."""
+    tenant = await make_tenant(stack)
+    c = caller_for(stack, tenant)
+    await import_csv(c, CATALOG)
+    head = "user_id,item_id,interaction_type,timestamp\n"
+    same = "u1,sku-1,view,2026-01-01T10:00:00Z\nu2,sku-2,click,2026-01-01T11:00:00Z\n"
+    await import_csv(
+        c, (head + same + "u3,sku-1,view,2026-01-02T00:00:00Z\n").encode(), kind="interactions"
+    )
+    await import_csv(
+        c, (head + same + "u4,sku-1,view,2026-01-02T00:00:00Z\n").encode(), kind="interactions"
+    )
+    await import_csv(c, (head + same[: same.index("\n") + 1]).encode(), kind="interactions")
+    stats = await c.stub.GetDataStats(svc.GetDataStatsRequest(), metadata=c.metadata)
+    assert stats.interaction_count == 7
+    # u1's row three times (2 repeats), u2's twice (1); the same time for u3 and u4
+    # is not a repeat.
+    assert stats.duplicate_interaction_count == 3
