@@ -78,6 +78,8 @@ Policy = Literal["reject", "skip", "create"]
 BATCH_ROWS = 20_000
 #: Rows per outbox event (the events contract says at most 1000).
 EVENT_ROWS = 1000
+#: Rows validated between two chances for a batch write in flight to advance.
+_STEP_ROWS = 1000
 #: Errors kept for the report; beyond it only counts (errors_truncated).
 MAX_STORED_ERRORS = 100_000
 #: Item ids remembered as known before the cache is reset (bounds memory).
@@ -415,20 +417,23 @@ class ImportRun:
         try:
             with gc_paused():  # validating the chunk allocates thousands of row tuples
                 plain = self._reader.feed_plain(chunk) if self._interactions is not None else None
-                if plain is not None:
-                    self._plain_interactions(self._reader.rows_read - len(plain), plain)
-                else:
+                if plain is None:
                     for row, fields, error in self._reader.feed_values(chunk):
                         self._row(row, fields, error)
         except HeaderError as exc:
             raise self._header_error(exc) from None
+        if plain is not None:
+            first = self._reader.rows_read - len(plain)
+            for start in range(0, len(plain), _STEP_ROWS):
+                with gc_paused():
+                    self._plain_interactions(first + start, plain[start : start + _STEP_ROWS])
+                if self._writer is not None and not self._writer.done():
+                    # Let the write in flight take its next step (send its next statement
+                    # to the database thread): validation never awaits, so without this
+                    # each of a batch's statements would wait for a whole chunk.
+                    await asyncio.sleep(0)
         if len(self._batch) >= BATCH_ROWS:
             await self._flush()
-        elif self._writer is not None and not self._writer.done():
-            # Let the write in flight take its next step (send its next statement to the
-            # database thread) before this coroutine parses another chunk: parsing never
-            # awaits, so without this the write would only advance between requests.
-            await asyncio.sleep(0)
 
     async def feed_rows(self, rows: Iterable[dict[str, str]], columns: Sequence[str]) -> None:
         """Typed rows (already fields by name), numbered by position in the stream."""
