@@ -17,11 +17,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from embrec.events.v1 import events_pb2
+from embrec.ingestion.v1 import resources_pb2
 from services.events.outbox import event_row
 from services.runtime.context import current_request_id
 from services.storage.models import OutboxEvent, new_id
 
-__all__ = ["TOPICS", "emit", "envelope_row", "open_envelope"]
+__all__ = ["TOPICS", "emit", "envelope_row", "interactions_of", "open_envelope"]
 
 #: One topic per kind of fact; keyed by tenant so a tenant's events stay in order.
 TOPICS = {
@@ -92,3 +93,41 @@ def open_envelope(data: bytes) -> events_pb2.EventEnvelope:
     envelope = events_pb2.EventEnvelope()
     envelope.ParseFromString(data)
     return envelope
+
+
+def interactions_of(payload: events_pb2.InteractionsRecorded) -> list[resources_pb2.Interaction]:
+    """The interactions of an event, whichever form it carries them in.
+
+    TrackEvents sends ``interactions``; bulk imports send ``columns`` (cheaper to
+    build for a million rows), which this expands into the same messages.
+    """
+    if not payload.HasField("columns"):
+        return list(payload.interactions)
+    columns = payload.columns
+    values = dict(zip(columns.value_positions, columns.values, strict=True))
+    recommendations = columns.recommendation_ids
+    event_ids = columns.event_ids
+    out: list[resources_pb2.Interaction] = []
+    for n, (user_id, item_id, kind, micros) in enumerate(
+        zip(
+            columns.user_ids,
+            columns.item_ids,
+            columns.interaction_types,
+            columns.timestamp_micros,
+            strict=True,
+        )
+    ):
+        message = resources_pb2.Interaction(
+            user_id=user_id,
+            item_id=item_id,
+            interaction_type=kind,
+            recommendation_id=recommendations[n] if recommendations else "",
+            event_id=event_ids[n] if event_ids else "",
+        )
+        seconds, rest = divmod(micros, 1_000_000)
+        message.timestamp.seconds = seconds
+        message.timestamp.nanos = rest * 1000
+        if n in values:
+            message.value = values[n]
+        out.append(message)
+    return out

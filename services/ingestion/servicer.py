@@ -248,32 +248,31 @@ class IngestionServicer(_Base):  # type: ignore[misc]
         )
         payload_kind: str | None = None
         run: ImportRun | None = None
-        async for request in requests:
-            which = request.WhichOneof("payload")
-            if which is None:
-                continue
-            if which == "options":
-                raise InvalidArgument(
-                    "Options may only be sent once, in the first message.",
-                    violations=[FieldViolation("options", "sent twice")],
-                )
-            if payload_kind is None:
-                payload_kind = which
-                fmt = None if which == "chunk" else "typed"
-                run, existing = await self._importer.start(
-                    tenant, principal, _options(kind, options_message, fmt)
-                )
-                if run is None:
-                    assert existing is not None
-                    return upload_to_proto(existing)
-            elif which != payload_kind:
-                await _abort(run)
-                raise InvalidArgument(
-                    "Byte chunks and typed batches cannot be mixed in one import.",
-                    violations=[FieldViolation(which, "mixed with " + payload_kind)],
-                )
-            assert run is not None
-            try:
+        try:
+            async for request in requests:
+                which = request.WhichOneof("payload")
+                if which is None:
+                    continue
+                if which == "options":
+                    raise InvalidArgument(
+                        "Options may only be sent once, in the first message.",
+                        violations=[FieldViolation("options", "sent twice")],
+                    )
+                if payload_kind is None:
+                    payload_kind = which
+                    fmt = None if which == "chunk" else "typed"
+                    run, existing = await self._importer.start(
+                        tenant, principal, _options(kind, options_message, fmt)
+                    )
+                    if run is None:
+                        assert existing is not None
+                        return upload_to_proto(existing)
+                elif which != payload_kind:
+                    raise InvalidArgument(
+                        "Byte chunks and typed batches cannot be mixed in one import.",
+                        violations=[FieldViolation(which, "mixed with " + payload_kind)],
+                    )
+                assert run is not None
                 if which == "chunk":
                     await run.feed_bytes(request.chunk)
                 elif batch_field == "items":
@@ -283,9 +282,13 @@ class IngestionServicer(_Base):  # type: ignore[misc]
                         (_interaction_fields(i) for i in request.interactions.interactions),
                         ["user_id", "item_id", "interaction_type"],
                     )
-            except BaseException:
-                await _abort(run)
-                raise
+        except BaseException:
+            # A bad message, an error while a chunk was handled, or the stream broken
+            # off while the server waited for the client's next message (client gone,
+            # server stopping): roll back and free the upload id, stopping a batch
+            # write still in flight.
+            await _abort(run)
+            raise
         if run is None:
             # Options without data: an empty file. Same answer as an empty CSV body.
             raise InvalidArgument(

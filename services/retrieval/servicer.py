@@ -42,7 +42,7 @@ from retriever.index import configure_faiss
 from services.app import ServiceContext, WorkingModule
 from services.audit.record import record_audit
 from services.errors import FieldViolation, InvalidArgument
-from services.event_messages import TOPICS, open_envelope
+from services.event_messages import TOPICS, interactions_of, open_envelope
 from services.events.bus import EventRecord, Handler
 from services.identity.principal import PLATFORM_ADMIN, authenticator_for, source_ip
 from services.retrieval.cache import ResponseCache
@@ -337,7 +337,7 @@ async def _on_interactions(retrieval: Retrieval, record: EventRecord) -> None:
     if not envelope.payload.Unpack(payload) or not envelope.tenant_id:
         return
     by_user: dict[str, list[RecentItem]] = defaultdict(list)
-    ordered = sorted(payload.interactions, key=lambda i: i.timestamp.ToNanoseconds())
+    ordered = sorted(interactions_of(payload), key=lambda i: i.timestamp.ToNanoseconds())
     for event in ordered:
         by_user[event.user_id].append(
             RecentItem(event.item_id, _TYPE_NAMES.get(event.interaction_type, "view"))

@@ -56,7 +56,13 @@ async def variant_counts(
                 (Interaction.tenant_id == sr.tenant_id)
                 & (Interaction.recommendation_id == sr.recommendation_id),
             )
-            .where(*in_range, Interaction.type.in_(_ENGAGEMENT))
+            # IS NOT NULL is implied by the join; stated so that every planner sees
+            # it may use the partial (tenant_id, recommendation_id) index (0008).
+            .where(
+                *in_range,
+                Interaction.type.in_(_ENGAGEMENT),
+                Interaction.recommendation_id.is_not(None),
+            )
             .group_by(sr.model_version)
         )
     ).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -277,3 +278,147 @@ async def test_track_events_are_stored_once_and_feed_analytics(stack: RunningSta
             svc.GetAnalyticsRequest(time_zone="Mars/Base"), metadata=c.metadata
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_interaction_rows_are_stored_exactly_and_in_file_order(stack: RunningStack) -> None:
+    """Rows without a value go to SQLite as one JSON array per run, rows with one are
+    bound one by one; either way every stored field equals the file's, in file order."""
+    from datetime import UTC, datetime
+
+    c = caller_for(stack, await make_tenant(stack))
+    await import_csv(c, CATALOG)
+    data = (
+        "user_id,item_id,interaction_type,timestamp,value,recommendation_id\n"
+        "u-1,sku-1,view,2026-01-01T10:00:00Z,,\n"
+        "ü-2 😀,sku-2,click,2026-01-01T10:00:00.5+01:00,,rec-1\n"
+        "u-3,sku-1,rating,2026-01-02T00:00:00Z,4.1,\n"
+        "u-4,sku-2,purchase,1767225600,0.30000000000000004,rec-2\n"
+        'u-5 "quoted",sku-1,view,2026-01-03T00:00:00Z,,\n'
+        '"u,6",sku-1,view,2026-01-03T00:00:01Z,,\n'
+        "u-7\x00nul,sku-2,view,2026-01-03T00:00:02Z,,\n"
+        "u-8,sku-2,add_to_cart,2026-01-03T00:00:03Z,,\n"
+    ).encode()
+    for chunk in (7, 64 * 1024):  # partial lines and quotes split over chunks, or not
+        tenant = await make_tenant(stack)
+        c = caller_for(stack, tenant)
+        await import_csv(c, CATALOG)
+        upload = await import_csv(c, data, kind="interactions", chunk=chunk)
+        assert (upload.rows_accepted, upload.rows_rejected) == (8, 0), upload.errors
+        rows = await sql(
+            stack,
+            select(
+                Interaction.user_id,
+                Interaction.item_id,
+                Interaction.type,
+                Interaction.ts,
+                Interaction.value,
+                Interaction.recommendation_id,
+            )
+            .where(Interaction.tenant_id == tenant)
+            .order_by(Interaction.id),
+        )
+        assert rows == [
+            ("u-1", "sku-1", "view", datetime(2026, 1, 1, 10, tzinfo=UTC), None, None),
+            (
+                "ü-2 😀",
+                "sku-2",
+                "click",
+                datetime(2026, 1, 1, 9, 0, 0, 500_000, tzinfo=UTC),
+                None,
+                "rec-1",
+            ),
+            ("u-3", "sku-1", "rating", datetime(2026, 1, 2, tzinfo=UTC), 4.1, None),
+            (
+                "u-4",
+                "sku-2",
+                "purchase",
+                datetime(2026, 1, 1, tzinfo=UTC),
+                0.30000000000000004,
+                "rec-2",
+            ),
+            ('u-5 "quoted"', "sku-1", "view", datetime(2026, 1, 3, tzinfo=UTC), None, None),
+            ("u,6", "sku-1", "view", datetime(2026, 1, 3, 0, 0, 1, tzinfo=UTC), None, None),
+            ("u-7\x00nul", "sku-2", "view", datetime(2026, 1, 3, 0, 0, 2, tzinfo=UTC), None, None),
+            (
+                "u-8",
+                "sku-2",
+                "add_to_cart",
+                datetime(2026, 1, 3, 0, 0, 3, tzinfo=UTC),
+                None,
+                None,
+            ),
+        ]
+
+
+async def test_a_stream_broken_off_mid_import_leaves_nothing(stack: RunningStack) -> None:
+    """The client goes away while the server waits for its next chunk, with batches
+    written (and one possibly still being written): all is rolled back, the upload id
+    is free again, and the retry imports the whole file once."""
+    tenant = await make_tenant(stack)
+    c = caller_for(stack, tenant)
+    await import_csv(c, CATALOG)
+    rows = 50_000  # more than two write batches
+    data = (
+        "user_id,item_id,interaction_type\n"
+        + "".join(f"u{n},sku-{1 + n % 2},view\n" for n in range(rows))
+    ).encode()
+    cut = data.rfind(b"\n", 0, len(data) - 100) + 1  # all but the last rows
+    sent, never = asyncio.Event(), asyncio.Event()
+
+    async def stream() -> AsyncIterator[svc.ImportInteractionsRequest]:
+        yield svc.ImportInteractionsRequest(
+            options=pb.ImportOptions(tenant_id=tenant, upload_id="broken-off")
+        )
+        for start in range(0, cut, 64 * 1024):
+            yield svc.ImportInteractionsRequest(chunk=data[start : min(start + 64 * 1024, cut)])
+        sent.set()
+        await never.wait()  # the client hangs, then gives up
+
+    call = c.stub.ImportInteractions(stream(), metadata=c.metadata)
+    await sent.wait()
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # until the server has validated what was sent (progress is live)
+        progress = await c.stub.GetUpload(
+            svc.GetUploadRequest(upload_id="broken-off"), metadata=c.metadata
+        )
+        if progress.rows_total >= rows - 10:
+            break
+        assert asyncio.get_running_loop().time() < deadline, progress
+        await asyncio.sleep(0.05)
+    call.cancel()
+    while True:  # the claim on the upload id goes with the rollback
+        try:
+            await c.stub.GetUpload(
+                svc.GetUploadRequest(upload_id="broken-off"), metadata=c.metadata
+            )
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the claim was never removed"
+        await asyncio.sleep(0.05)
+    assert await count(stack, Interaction, tenant) == 0
+
+    upload = await import_csv(c, data, kind="interactions", upload_id="broken-off")
+    assert (upload.state, upload.rows_accepted) == (pb.UPLOAD_STATE_SUCCEEDED, rows)
+    assert await count(stack, Interaction, tenant) == rows
+
+
+async def test_data_stats_count_repeated_interactions_across_uploads(stack: RunningStack) -> None:
+    """Rows equal in user, item, type and time, from different files, are counted."""
+    tenant = await make_tenant(stack)
+    c = caller_for(stack, tenant)
+    await import_csv(c, CATALOG)
+    head = "user_id,item_id,interaction_type,timestamp\n"
+    same = "u1,sku-1,view,2026-01-01T10:00:00Z\nu2,sku-2,click,2026-01-01T11:00:00Z\n"
+    await import_csv(
+        c, (head + same + "u3,sku-1,view,2026-01-02T00:00:00Z\n").encode(), kind="interactions"
+    )
+    await import_csv(
+        c, (head + same + "u4,sku-1,view,2026-01-02T00:00:00Z\n").encode(), kind="interactions"
+    )
+    await import_csv(c, (head + same[: same.index("\n") + 1]).encode(), kind="interactions")
+    stats = await c.stub.GetDataStats(svc.GetDataStatsRequest(), metadata=c.metadata)
+    assert stats.interaction_count == 7
+    # u1's row three times (2 repeats), u2's twice (1); the same time for u3 and u4
+    # is not a repeat.
+    assert stats.duplicate_interaction_count == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import pytest
@@ -226,6 +227,45 @@ async def test_fold_in_follows_tracked_events_within_seconds(stack: RunningStack
         await asyncio.sleep(0.1)
     assert {i.category for i in response.items} == {"cameras"}
     assert not set(cams) & {i.item_id for i in response.items}
+
+
+async def test_fold_in_follows_imported_interactions(stack: RunningStack) -> None:
+    """A bulk import announces its rows in columns (InteractionColumns); the replica
+    reads them like tracked events: the user's cached (empty) history gets them."""
+    from embrec.ingestion.v1 import ingestion_service_pb2 as ing
+    from embrec.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
+    from embrec.ingestion.v1 import resources_pb2 as ing_pb
+
+    shop = await make_shop(stack)
+    await shop.train(1)
+    await shop.deploy([("v1", 100)])
+    await shop.wait_for_version("u1", "v1")
+    assert (await shop.recommend("imported-user", count=3)).fallback  # history: none
+
+    audio = [i for i in shop.item_ids if shop.category_of(i) == "audio"][:2]
+    body = "user_id,item_id,interaction_type,timestamp,value\n" + "".join(
+        f"imported-user,{item},purchase,2026-01-0{n + 1}T10:00:00Z,2\n"
+        for n, item in enumerate(audio)
+    )
+
+    async def requests() -> Any:
+        yield ing.ImportInteractionsRequest(
+            options=ing_pb.ImportOptions(tenant_id=shop.tenant_id, file_name="x.csv")
+        )
+        yield ing.ImportInteractionsRequest(chunk=body.encode())
+
+    importer = ing_grpc.IngestionServiceStub(stack.channel)
+    upload = await importer.ImportInteractions(requests(), metadata=shop.metadata(["data:write"]))
+    assert upload.rows_accepted == 2
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        response = await shop.recommend("imported-user", count=3)
+        if not response.fallback:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "fold-in never saw the import"
+        await asyncio.sleep(0.1)
+    assert {i.category for i in response.items} == {"audio"}
+    assert not set(audio) & {i.item_id for i in response.items}
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from services.storage.db import create_engine
@@ -92,3 +92,28 @@ async def test_upgrade_is_idempotent(db_url: str) -> None:
 async def test_migrated_schema_matches_models(db_url: str) -> None:
     await upgrade(db_url)
     assert await _schema_diff(db_url) == []
+
+
+async def _recommendation_index(url: str) -> str:
+    """The definition of interactions' (tenant_id, recommendation_id) index, as stored."""
+    engine = create_engine(url)
+    name = "ix_interactions_tenant_id_recommendation_id"
+    try:
+        async with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                query = "SELECT sql FROM sqlite_master WHERE name = :name"
+            else:
+                query = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+            return str(await conn.scalar(text(query), {"name": name}))
+    finally:
+        await engine.dispose()
+
+
+async def test_recommendation_index_is_partial_and_downgrades(db_url: str) -> None:
+    """0008 leaves unattributed interactions out of the recommendation-id index."""
+    await upgrade(db_url)
+    assert "recommendation_id IS NOT NULL" in await _recommendation_index(db_url)
+    await downgrade(db_url, "0007")
+    assert "WHERE" not in (await _recommendation_index(db_url)).upper()
+    await upgrade(db_url)
+    assert "recommendation_id IS NOT NULL" in await _recommendation_index(db_url)

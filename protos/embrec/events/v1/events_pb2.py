@@ -30,31 +30,33 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65mbrec/events/v1/events.proto\x12\x10\x65mbrec.events.v1\x1a\x1f\x65mbrec/audit/v1/resources.proto\x1a#embrec/ingestion/v1/resources.proto\x1a\"embrec/training/v1/resources.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xdd\x01\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x31\n\roccurred_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08producer\x18\x06 \x01(\t\x12%\n\x07payload\x18\x07 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0btraceparent\x18\x08 \x01(\t\"\x96\x01\n\x14InteractionsRecorded\x12\x36\n\x0cinteractions\x18\x01 \x03(\x0b\x32 .embrec.ingestion.v1.Interaction\x12\x33\n\x06source\x18\x02 \x01(\x0e\x32#.embrec.events.v1.InteractionSource\x12\x11\n\tupload_id\x18\x03 \x01(\t\"\x84\x01\n\x0e\x43\x61talogChanged\x12\x31\n\x0eupserted_items\x18\x01 \x03(\x0b\x32\x19.embrec.ingestion.v1.Item\x12\x18\n\x10\x64\x65leted_item_ids\x18\x02 \x03(\t\x12\x11\n\tupload_id\x18\x03 \x01(\t\x12\x12\n\nitem_count\x18\x04 \x01(\x03\";\n\rAuditRecorded\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.embrec.audit.v1.AuditEvent\"C\n\rModelDeployed\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.embrec.training.v1.Deployment\"\xd6\x01\n\x17TrainingJobStateChanged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12<\n\x0eprevious_state\x18\x02 \x01(\x0e\x32$.embrec.training.v1.TrainingJobState\x12\x33\n\x05state\x18\x03 \x01(\x0e\x32$.embrec.training.v1.TrainingJobState\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.google.rpc.Status\":\n\nServedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\"\xe5\x01\n\x14RecommendationServed\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.embrec.events.v1.ServedItem\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x05 \x01(\x08\x12\x38\n\x07surface\x18\x06 \x01(\x0e\x32\'.embrec.events.v1.RecommendationSurface\x12\x11\n\tcache_hit\x18\x07 \x01(\x08*t\n\x11InteractionSource\x12\"\n\x1eINTERACTION_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19INTERACTION_SOURCE_UPLOAD\x10\x01\x12\x1c\n\x18INTERACTION_SOURCE_TRACK\x10\x02*\xb9\x01\n\x15RecommendationSurface\x12&\n\"RECOMMENDATION_SURFACE_UNSPECIFIED\x10\x00\x12$\n RECOMMENDATION_SURFACE_RECOMMEND\x10\x01\x12(\n$RECOMMENDATION_SURFACE_SIMILAR_ITEMS\x10\x02\x12(\n$RECOMMENDATION_SURFACE_POPULAR_ITEMS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65mbrec/events/v1/events.proto\x12\x10\x65mbrec.events.v1\x1a\x1f\x65mbrec/audit/v1/resources.proto\x1a#embrec/ingestion/v1/resources.proto\x1a\"embrec/training/v1/resources.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xdd\x01\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\x31\n\roccurred_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x10\n\x08producer\x18\x06 \x01(\t\x12%\n\x07payload\x18\x07 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0btraceparent\x18\x08 \x01(\t\"\xcd\x01\n\x14InteractionsRecorded\x12\x36\n\x0cinteractions\x18\x01 \x03(\x0b\x32 .embrec.ingestion.v1.Interaction\x12\x33\n\x06source\x18\x02 \x01(\x0e\x32#.embrec.events.v1.InteractionSource\x12\x11\n\tupload_id\x18\x03 \x01(\t\x12\x35\n\x07\x63olumns\x18\x04 \x01(\x0b\x32$.embrec.events.v1.InteractionColumns\"\xeb\x01\n\x12InteractionColumns\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12?\n\x11interaction_types\x18\x03 \x03(\x0e\x32$.embrec.ingestion.v1.InteractionType\x12\x18\n\x10timestamp_micros\x18\x04 \x03(\x03\x12\x17\n\x0fvalue_positions\x18\x05 \x03(\r\x12\x0e\n\x06values\x18\x06 \x03(\x01\x12\x1a\n\x12recommendation_ids\x18\x07 \x03(\t\x12\x11\n\tevent_ids\x18\x08 \x03(\t\"\x84\x01\n\x0e\x43\x61talogChanged\x12\x31\n\x0eupserted_items\x18\x01 \x03(\x0b\x32\x19.embrec.ingestion.v1.Item\x12\x18\n\x10\x64\x65leted_item_ids\x18\x02 \x03(\t\x12\x11\n\tupload_id\x18\x03 \x01(\t\x12\x12\n\nitem_count\x18\x04 \x01(\x03\";\n\rAuditRecorded\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.embrec.audit.v1.AuditEvent\"C\n\rModelDeployed\x12\x32\n\ndeployment\x18\x01 \x01(\x0b\x32\x1e.embrec.training.v1.Deployment\"\xd6\x01\n\x17TrainingJobStateChanged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12<\n\x0eprevious_state\x18\x02 \x01(\x0e\x32$.embrec.training.v1.TrainingJobState\x12\x33\n\x05state\x18\x03 \x01(\x0e\x32$.embrec.training.v1.TrainingJobState\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.google.rpc.Status\":\n\nServedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\"\xe5\x01\n\x14RecommendationServed\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12+\n\x05items\x18\x03 \x03(\x0b\x32\x1c.embrec.events.v1.ServedItem\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x05 \x01(\x08\x12\x38\n\x07surface\x18\x06 \x01(\x0e\x32\'.embrec.events.v1.RecommendationSurface\x12\x11\n\tcache_hit\x18\x07 \x01(\x08*t\n\x11InteractionSource\x12\"\n\x1eINTERACTION_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19INTERACTION_SOURCE_UPLOAD\x10\x01\x12\x1c\n\x18INTERACTION_SOURCE_TRACK\x10\x02*\xb9\x01\n\x15RecommendationSurface\x12&\n\"RECOMMENDATION_SURFACE_UNSPECIFIED\x10\x00\x12$\n RECOMMENDATION_SURFACE_RECOMMEND\x10\x01\x12(\n$RECOMMENDATION_SURFACE_SIMILAR_ITEMS\x10\x02\x12(\n$RECOMMENDATION_SURFACE_POPULAR_ITEMS\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'embrec.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INTERACTIONSOURCE']._serialized_start=1393
-  _globals['_INTERACTIONSOURCE']._serialized_end=1509
-  _globals['_RECOMMENDATIONSURFACE']._serialized_start=1512
-  _globals['_RECOMMENDATIONSURFACE']._serialized_end=1697
+  _globals['_INTERACTIONSOURCE']._serialized_start=1686
+  _globals['_INTERACTIONSOURCE']._serialized_end=1802
+  _globals['_RECOMMENDATIONSURFACE']._serialized_start=1805
+  _globals['_RECOMMENDATIONSURFACE']._serialized_end=1990
   _globals['_EVENTENVELOPE']._serialized_start=243
   _globals['_EVENTENVELOPE']._serialized_end=464
   _globals['_INTERACTIONSRECORDED']._serialized_start=467
-  _globals['_INTERACTIONSRECORDED']._serialized_end=617
-  _globals['_CATALOGCHANGED']._serialized_start=620
-  _globals['_CATALOGCHANGED']._serialized_end=752
-  _globals['_AUDITRECORDED']._serialized_start=754
-  _globals['_AUDITRECORDED']._serialized_end=813
-  _globals['_MODELDEPLOYED']._serialized_start=815
-  _globals['_MODELDEPLOYED']._serialized_end=882
-  _globals['_TRAININGJOBSTATECHANGED']._serialized_start=885
-  _globals['_TRAININGJOBSTATECHANGED']._serialized_end=1099
-  _globals['_SERVEDITEM']._serialized_start=1101
-  _globals['_SERVEDITEM']._serialized_end=1159
-  _globals['_RECOMMENDATIONSERVED']._serialized_start=1162
-  _globals['_RECOMMENDATIONSERVED']._serialized_end=1391
+  _globals['_INTERACTIONSRECORDED']._serialized_end=672
+  _globals['_INTERACTIONCOLUMNS']._serialized_start=675
+  _globals['_INTERACTIONCOLUMNS']._serialized_end=910
+  _globals['_CATALOGCHANGED']._serialized_start=913
+  _globals['_CATALOGCHANGED']._serialized_end=1045
+  _globals['_AUDITRECORDED']._serialized_start=1047
+  _globals['_AUDITRECORDED']._serialized_end=1106
+  _globals['_MODELDEPLOYED']._serialized_start=1108
+  _globals['_MODELDEPLOYED']._serialized_end=1175
+  _globals['_TRAININGJOBSTATECHANGED']._serialized_start=1178
+  _globals['_TRAININGJOBSTATECHANGED']._serialized_end=1392
+  _globals['_SERVEDITEM']._serialized_start=1394
+  _globals['_SERVEDITEM']._serialized_end=1452
+  _globals['_RECOMMENDATIONSERVED']._serialized_start=1455
+  _globals['_RECOMMENDATIONSERVED']._serialized_end=1684
 # @@protoc_insertion_point(module_scope)

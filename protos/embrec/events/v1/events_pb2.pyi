@@ -56,14 +56,36 @@ class EventEnvelope(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., tenant_id: _Optional[str] = ..., occurred_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., producer: _Optional[str] = ..., payload: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class InteractionsRecorded(_message.Message):
-    __slots__ = ("interactions", "source", "upload_id")
+    __slots__ = ("interactions", "source", "upload_id", "columns")
     INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     interactions: _containers.RepeatedCompositeFieldContainer[_resources_pb2_1.Interaction]
     source: InteractionSource
     upload_id: str
-    def __init__(self, interactions: _Optional[_Iterable[_Union[_resources_pb2_1.Interaction, _Mapping]]] = ..., source: _Optional[_Union[InteractionSource, str]] = ..., upload_id: _Optional[str] = ...) -> None: ...
+    columns: InteractionColumns
+    def __init__(self, interactions: _Optional[_Iterable[_Union[_resources_pb2_1.Interaction, _Mapping]]] = ..., source: _Optional[_Union[InteractionSource, str]] = ..., upload_id: _Optional[str] = ..., columns: _Optional[_Union[InteractionColumns, _Mapping]] = ...) -> None: ...
+
+class InteractionColumns(_message.Message):
+    __slots__ = ("user_ids", "item_ids", "interaction_types", "timestamp_micros", "value_positions", "values", "recommendation_ids", "event_ids")
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTION_TYPES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MICROS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    interaction_types: _containers.RepeatedScalarFieldContainer[_resources_pb2_1.InteractionType]
+    timestamp_micros: _containers.RepeatedScalarFieldContainer[int]
+    value_positions: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    recommendation_ids: _containers.RepeatedScalarFieldContainer[str]
+    event_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., item_ids: _Optional[_Iterable[str]] = ..., interaction_types: _Optional[_Iterable[_Union[_resources_pb2_1.InteractionType, str]]] = ..., timestamp_micros: _Optional[_Iterable[int]] = ..., value_positions: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., recommendation_ids: _Optional[_Iterable[str]] = ..., event_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CatalogChanged(_message.Message):
     __slots__ = ("upserted_items", "deleted_item_ids", "upload_id", "item_count")
