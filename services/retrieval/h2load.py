@@ -16,6 +16,13 @@ log that records only non-OK gRPC statuses.
 Two modes: closed loop (each client sends its next request when the last one
 finished: max throughput) and fixed rate (``rps`` in total, split evenly over the
 clients with h2load's per-client ``--rps``: what ghz's ``--rps`` measures).
+
+In fixed-rate mode every client is its own h2load process, and their starts are spread
+evenly over one request interval. h2load paces each client with a timer started when
+it connects, so clients of one process (or processes started together) fire in the
+same instant: 50 clients at 20 req/s each then arrive as a burst of 50 requests every
+50 ms, not as 1,000 req/s. Independent shoppers are not phase-locked, and neither is
+ghz's single rate limiter, so the bench spreads them.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from services.retrieval.loadgen import LoadResult
@@ -110,18 +118,23 @@ def run_h2load(
     binary = shutil.which("h2load")
     if binary is None:
         raise RuntimeError("h2load not found (Debian: apt-get install nghttp2-client)")
-    processes = max(1, min(len(users), concurrency))
-    share = _split(concurrency, processes)
+    if rps > 0:
+        # One client per process, started 1/rps apart (see the module docstring).
+        share = [1] * concurrency
+        stagger = 1.0 / rps
+    else:
+        share = _split(concurrency, max(1, min(len(users), concurrency)))
+        stagger = 0.0
     result = LoadResult(protocol)
     grpc = protocol == "grpc"
     with tempfile.TemporaryDirectory(prefix="embrec-h2load-") as tmp:
         work = Path(tmp)
         running: list[tuple[subprocess.Popen[bytes], Path]] = []
+        launched = time.monotonic()
         for k, clients in enumerate(share):
+            user = users[k % len(users)]
             body = work / f"body-{k}.bin"
-            body.write_bytes(
-                recommend_body(users[k], count) if grpc else rest_body(users[k], count)
-            )
+            body.write_bytes(recommend_body(user, count) if grpc else rest_body(user, count))
             log = work / f"log-{k}.tsv"
             argv = [
                 binary,
@@ -148,6 +161,8 @@ def run_h2load(
                 argv += ["--rps", f"{rps / concurrency:.6g}"]
             path = RECOMMEND_PATH if grpc else RECOMMEND_REST_PATH
             argv.append(f"http://{host}:{port}{path}")
+            if stagger:
+                time.sleep(max(0.0, launched + k * stagger - time.monotonic()))
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
