@@ -133,7 +133,7 @@ async def _run(requests: int, repo_root: Path) -> None:
             results = await _through_envoy(data, repo_root, port, token, body, requests)
         finally:
             await runtime.stop()
-    print("through Envoy, REST Recommend (answers 501: not built yet), sequential")
+    print("through Envoy, REST POST /api/v1/recommendations (a tenant without a model), sequential")
     print(f"  without authz/limits   {_percentiles(results['plain'])}")
     print(f"  with authz/limits      {_percentiles(results['secured'])}")
     overhead = statistics.median(results["secured"]) - statistics.median(results["plain"])
