@@ -1,7 +1,8 @@
 """Plans: data, not code.
 
-A plan names a request rate and a burst, and how many usable API keys a tenant on it
-may hold (``max_api_keys``; 0 means no limit), which the tenant service enforces. The
+A plan names a request rate and a burst, how many usable API keys a tenant on it may
+hold (``max_api_keys``) and how many catalog items (``max_items``); 0 means no limit.
+The tenant and ingestion services enforce the two limits. The
 table lives in ``gateway/plans.toml`` (shipped with the package; operators may point
 ``load_plans`` at their own file), and a tenant may carry a per-tenant rate override in
 ``tenants.settings["rate_limit"]`` — ``{"requests_per_second": 500, "burst": 1000}`` —
@@ -34,12 +35,13 @@ class Plan:
     requests_per_second: int
     burst: int
     max_api_keys: int = 0
+    max_items: int = 0
 
     def __post_init__(self) -> None:
         if self.requests_per_second < 1 or self.burst < self.requests_per_second:
             raise ValueError(f"plan {self.name!r}: need requests_per_second >= 1 and burst >= it")
-        if self.max_api_keys < 0:
-            raise ValueError(f"plan {self.name!r}: max_api_keys must be >= 0 (0: no limit)")
+        if self.max_api_keys < 0 or self.max_items < 0:
+            raise ValueError(f"plan {self.name!r}: limits must be >= 0 (0: no limit)")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ class PlanTable:
         try:
             rps = int(override.get("requests_per_second", plan.requests_per_second))
             burst = int(override.get("burst", max(plan.burst, rps)))
-            return Plan(f"{plan.name}+override", rps, max(burst, rps), plan.max_api_keys)
+            return Plan(
+                f"{plan.name}+override", rps, max(burst, rps), plan.max_api_keys, plan.max_items
+            )
         except (TypeError, ValueError):
             return plan  # a malformed override is ignored, not a way to lift the limit
 
@@ -75,6 +79,7 @@ def load_plans(path: Path = DEFAULT_PLANS_FILE) -> PlanTable:
             int(spec["requests_per_second"]),
             int(spec["burst"]),
             int(spec.get("max_api_keys", 0)),
+            int(spec.get("max_items", 0)),
         )
         for name, spec in data.get("plans", {}).items()
     }

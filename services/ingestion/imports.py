@@ -47,8 +47,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction, async_
 
 from embrec.events.v1 import events_pb2
 from embrec.ingestion.v1 import resources_pb2 as pb
+from gateway.plans import PlanTable, load_plans
 from services.audit.record import record_audit
-from services.errors import FieldViolation, InvalidArgument
+from services.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from services.event_messages import emit
 from services.identity.credentials import Principal
 from services.ingestion.parsing import (
@@ -255,9 +256,12 @@ class Importer:
         self,
         sessions: async_sessionmaker[AsyncSession],
         data_stats: Callable[[str], Awaitable[Any]] | None = None,
+        plans: PlanTable | None = None,
     ) -> None:
         self.sessions = sessions
         self.live = LiveUploads()
+        #: The plans' catalog limits (``max_items``), checked after every write that adds items.
+        self.plans = plans or load_plans()
         #: Computes the tenant's data statistics (an object with ``as_dict``) after each
         #: committed import, so the Upload shows the data-quality findings it led to.
         self.data_stats = data_stats
@@ -632,9 +636,7 @@ class ImportRun:
             ),
             values,
         )
-        count = await self._db.scalar(
-            select(func.count()).select_from(Item).where(Item.tenant_id == self.tenant.id)
-        )
+        count = await self._catalog_size()
         for start in range(0, len(items), EVENT_ROWS):
             emit(
                 self._db,
@@ -645,6 +647,26 @@ class ImportRun:
                 ),
                 tenant_id=self.tenant.id,
             )
+
+    async def _catalog_size(self) -> int:
+        """The tenant's item count inside this import's transaction, refused past the plan's
+        ``max_items``: the error aborts the import, so nothing of it is kept."""
+        count = int(
+            await self._db.scalar(
+                select(func.count()).select_from(Item).where(Item.tenant_id == self.tenant.id)
+            )
+            or 0
+        )
+        limit = self.importer.plans.get(self.tenant.plan).max_items
+        if limit and count > limit:
+            raise ResourceExhausted(
+                f"The {self.tenant.plan} plan allows {limit} catalog items and this import "
+                f"would bring the catalog to {count}; nothing of it was kept. Import fewer "
+                "items, or move to a larger plan.",
+                reason="QUOTA_EXCEEDED",
+                metadata={"limit": str(limit), "plan": self.tenant.plan, "items": str(count)},
+            )
+        return count
 
     async def _write_interactions(
         self, interactions: list[CleanInteraction], rows: list[int]
@@ -692,6 +714,7 @@ class ImportRun:
                         for item_id in sorted(placeholders)
                     ],
                 )
+                await self._catalog_size()
             self._known |= placeholders
         self.snapshot.accepted += len(interactions)
         if not self._writing or not interactions:

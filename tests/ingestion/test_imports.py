@@ -422,3 +422,39 @@ async def test_data_stats_count_repeated_interactions_across_uploads(stack: Runn
     # u1's row three times (2 repeats), u2's twice (1); the same time for u3 and u4
     # is not a repeat.
     assert stats.duplicate_interaction_count == 3
+
+
+async def test_plan_item_limit_refuses_the_import_and_keeps_nothing(stack: RunningStack) -> None:
+    from gateway.plans import load_plans
+
+    limit = load_plans().get("free").max_items
+    assert limit > 0, "the free plan must limit items for this test to mean anything"
+    c = caller_for(stack, await make_tenant(stack, settings={"unknown_item_policy": "create"}))
+
+    def catalog(first: int, last: int) -> bytes:
+        rows = "".join(f"sku-{n},Item {n}\n" for n in range(first, last))
+        return f"item_id,title\n{rows}".encode()
+
+    # Up to the limit is fine, re-importing (upserting) known items too.
+    full = await import_csv(c, catalog(0, limit))
+    assert full.rows_accepted == limit and not full.errors
+    again = await import_csv(c, catalog(0, 10), upload_id="again")
+    assert again.rows_accepted == 10
+
+    # One item past it: refused, nothing of the upload kept, not even its first items.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await import_csv(c, catalog(limit - 5, limit + 1), upload_id="too-many")
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rpc_error_reason(caught.value) == "QUOTA_EXCEEDED"
+    assert await count(stack, Item, c.tenant_id) == limit
+
+    # Placeholders for unknown items count as catalog items too.
+    with pytest.raises(grpc.aio.AioRpcError) as placeholder:
+        await import_csv(
+            c,
+            b"user_id,item_id,interaction_type\nu1,sku-1,view\nu1,brand-new,view\n",
+            kind="interactions",
+        )
+    assert rpc_error_reason(placeholder.value) == "QUOTA_EXCEEDED"
+    assert await count(stack, Item, c.tenant_id) == limit
+    assert await count(stack, Interaction, c.tenant_id) == 0
