@@ -2,9 +2,9 @@
 
 A plan names a request rate and a burst, how many usable API keys a tenant on it may
 hold (``max_api_keys``) and how many catalog items (``max_items``); 0 means no limit.
-The tenant and ingestion services enforce the two limits. The
-table lives in ``gateway/plans.toml`` (shipped with the package; operators may point
-``load_plans`` at their own file), and a tenant may carry a per-tenant rate override in
+The tenant and ingestion services enforce the two limits. The table lives in
+``gateway/plans.toml`` (shipped with the package; operators may point ``load_plans`` at
+their own file), and a tenant may carry a per-tenant rate override in
 ``tenants.settings["rate_limit"]`` — ``{"requests_per_second": 500, "burst": 1000}`` —
 which wins over its plan. Unknown plan names fall back to ``free``: a typo in the
 database must not lift every limit.

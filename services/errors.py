@@ -13,6 +13,7 @@ that is not an ``EmbrecError`` becomes INTERNAL, carrying only the request id.
     ├── Unauthenticated        no, malformed, expired or revoked credential
     ├── PermissionDenied       authenticated, but not allowed (scope, tenant, role)
     ├── ResourceExhausted      over a quota or rate limit
+    │   └── QuotaExceeded      over a plan's limit (gateway/plans.toml)
     ├── Unavailable            a dependency (database, broker, index) is down: retry
     └── NotImplementedYet      the contract exists, the behaviour is not built yet
 """
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "NotImplementedYet",
     "PermissionDenied",
+    "QuotaExceeded",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
@@ -119,6 +121,18 @@ class PermissionDenied(EmbrecError):
 
 class ResourceExhausted(EmbrecError):
     reason = "RESOURCE_EXHAUSTED"
+
+
+class QuotaExceeded(ResourceExhausted):
+    """A plan's limit (``gateway/plans.toml``) would be passed; ``metadata`` says which
+    plan and limit, plus the caller's figures."""
+
+    reason = "QUOTA_EXCEEDED"
+
+    def __init__(
+        self, message: str, *, plan: str, limit: int, metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, metadata={"plan": plan, "limit": str(limit), **(metadata or {})})
 
 
 class Unavailable(EmbrecError):

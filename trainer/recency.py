@@ -17,14 +17,21 @@ import torch
 
 from retriever.recency import RecentCategoryBoost
 from trainer.data import InteractionData, Split
-from trainer.evaluate import CSR, evaluate_scorer
+from trainer.evaluate import CSR, evaluate_embeddings, evaluate_scorer
 
-__all__ = ["GRID", "choose_boost", "evaluate_boosted", "history_before", "share_matrix"]
+__all__ = [
+    "HALF_LIVES",
+    "WEIGHTS",
+    "choose_boost",
+    "evaluate_boosted",
+    "history_before",
+    "share_matrix",
+]
 
-#: (half_life, weight) pairs tried on validation; weight 0 is the plain model.
-GRID: tuple[tuple[float, float], ...] = tuple(
-    (h, w) for h in (0.25, 0.5, 1.0, 2.0) for w in (0.5, 1.0, 2.0, 5.0, 10.0)
-)
+#: The grid tried on validation: every half-life with every weight (and the plain
+#: model, weight 0).
+HALF_LIVES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+WEIGHTS: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def history_before(data: InteractionData, split: str) -> Split:
@@ -117,19 +124,16 @@ def choose_boost(
     codes, n_cat = data.category_codes()
     train_csr, valid_csr = data.train_csr(), data.split_csr("valid")
     best = RecentCategoryBoost()
-    best_metrics = plain or evaluate_boosted(
-        user_emb, item_emb, np.zeros((data.n_users, 1), np.float32), codes, 0.0,
-        train_csr, valid_csr, ks=ks, batch_users=batch_users,
-    )  # fmt: skip
+    best_metrics = plain or evaluate_embeddings(
+        user_emb, item_emb, train_csr, valid_csr, ks=ks, batch_users=batch_users
+    )
     if n_cat == 0 or len(data.valid) == 0:
         return best, best_metrics
     history = history_before(data, "valid")
-    for half_life in sorted({h for h, _ in GRID}):
+    for half_life in HALF_LIVES:
         candidate = RecentCategoryBoost(half_life=half_life)
         shares = share_matrix(history, codes, data.n_users, n_cat, candidate)
-        for h, weight in GRID:
-            if h != half_life:
-                continue
+        for weight in WEIGHTS:
             metrics = evaluate_boosted(
                 user_emb, item_emb, shares, codes, weight, train_csr, valid_csr,
                 ks=ks, batch_users=batch_users,

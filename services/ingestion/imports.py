@@ -49,7 +49,7 @@ from embrec.events.v1 import events_pb2
 from embrec.ingestion.v1 import resources_pb2 as pb
 from gateway.plans import PlanTable, load_plans
 from services.audit.record import record_audit
-from services.errors import FieldViolation, InvalidArgument, ResourceExhausted
+from services.errors import FieldViolation, InvalidArgument, QuotaExceeded
 from services.event_messages import emit
 from services.identity.credentials import Principal
 from services.ingestion.parsing import (
@@ -659,12 +659,13 @@ class ImportRun:
         )
         limit = self.importer.plans.get(self.tenant.plan).max_items
         if limit and count > limit:
-            raise ResourceExhausted(
+            raise QuotaExceeded(
                 f"The {self.tenant.plan} plan allows {limit} catalog items and this import "
                 f"would bring the catalog to {count}; nothing of it was kept. Import fewer "
                 "items, or move to a larger plan.",
-                reason="QUOTA_EXCEEDED",
-                metadata={"limit": str(limit), "plan": self.tenant.plan, "items": str(count)},
+                plan=self.tenant.plan,
+                limit=limit,
+                metadata={"items": str(count)},
             )
         return count
 

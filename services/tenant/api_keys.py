@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.plans import PlanTable, load_plans
-from services.errors import FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from services.errors import FieldViolation, InvalidArgument, NotFound, QuotaExceeded
 from services.identity.credentials import API_KEY_PREFIX, format_utc, generate_api_key
 from services.identity.principal import API_KEY_SCOPES, DEFAULT_API_KEY_SCOPES
 from services.pagination import next_token, parse_page
@@ -171,11 +171,12 @@ class ApiKeyStore:
             .where(ApiKey.tenant_id == tenant_id, _usable(now))
         )
         if (usable or 0) >= limit:
-            raise ResourceExhausted(
+            raise QuotaExceeded(
                 f"The {plan_name} plan allows {limit} usable API keys and this tenant has "
                 f"{usable}; revoke one you no longer use, or move to a larger plan.",
-                reason="QUOTA_EXCEEDED",
-                metadata={"limit": str(limit), "plan": str(plan_name), "usable": str(usable)},
+                plan=str(plan_name),
+                limit=limit,
+                metadata={"usable": str(usable)},
             )
 
     async def list(
