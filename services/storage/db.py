@@ -10,7 +10,11 @@ Why these settings:
 * SQLite: WAL lets readers proceed while one writer writes, ``foreign_keys`` is off by
   default in SQLite and must be switched on per connection, ``busy_timeout`` makes a
   second writer wait for the lock instead of failing at once with "database is locked",
-  and ``synchronous=NORMAL`` is the durable-enough setting for WAL. In-memory databases
+  and ``synchronous=NORMAL`` is the durable-enough setting for WAL. A new database file
+  gets 16 KiB pages instead of SQLite's 4 KiB: the random inserts into the
+  ``(tenant_id, user_id)`` index dominate a bulk import, and fewer, fuller pages made a
+  1M-row import ~10 % faster (docs/ingestion.md, session 5); ``page_size`` is a no-op on
+  an existing file, which keeps its pages. In-memory databases
   get a single shared connection (``StaticPool``), or every connection would see its own
   empty database.
 
@@ -88,6 +92,7 @@ def _create_sqlite_engine(url: str, *, echo: bool, memory: bool) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         try:
             if not memory:
+                cursor.execute("PRAGMA page_size=16384")
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
