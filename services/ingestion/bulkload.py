@@ -24,7 +24,7 @@ _TYPES = ("view", "click", "add_to_cart", "purchase")
 _TYPE_P = (0.70, 0.20, 0.06, 0.04)
 _COLUMNS = ("tenant_id", "user_id", "item_id", "type", "ts", "value", "recommendation_id")
 _BLOCK = 250_000
-_ROLLUPS = ("analytics_hourly", "analytics_item_daily", "analytics_user_daily")
+_ROLLUPS = ("analytics_hourly", "analytics_item_daily", "analytics_user_hourly_hll")
 
 
 async def load_synthetic_interactions(

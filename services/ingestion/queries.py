@@ -7,8 +7,8 @@ month and every range is exact. Hour buckets let any whole-hour time zone, dayli
 saving included, group by local day exactly. ``embrec bench ingest --analytics-rows``
 measures it.
 
-Distinct active users are the exception: an exact count reads one row per user and
-day, so above :data:`EXACT_USERS_LIMIT` interactions in the range they come from the
+Distinct active users are the exception: an exact count reads the range's raw rows,
+so above :data:`EXACT_USERS_LIMIT` interactions in the range they come from the
 per-hour HyperLogLog sketches instead (``sketches.py``, 1.6 % standard error), and the
 result says so (``active_users_approximate``).
 """
@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from sqlalchemy import and_, distinct, false, func, or_, select, union, union_all
+from sqlalchemy import and_, distinct, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
@@ -37,7 +37,6 @@ from services.pagination import next_token, parse_page
 from services.storage.models import (
     AnalyticsHour,
     AnalyticsItemDay,
-    AnalyticsUserDay,
     AnalyticsUserHourSketch,
     Interaction,
     Item,
@@ -388,16 +387,17 @@ class Queries:
                 whole_days = await _rollup_metrics(
                     session, tenant_id, first_day, last_day, zone, days, totals, items
                 )
-            # Interactions bound user-day rows from above, and the hourly rows already
-            # read give them for free: the exact count's cost is known before paying it.
+            # The hourly rows already read count the whole days' interactions, which an
+            # exact count reads: its cost is known before paying it.
             approximate = whole_days > limit_users
             if approximate:
                 active_users = await _sketched_users(
                     session, tenant_id, first_day, last_day, zone, edge, days
                 )
             else:
-                active_users = await _active_users(session, tenant_id, first_day, last_day, edges)
-                await _daily_active_users(session, tenant_id, first_day, last_day, zone, edge, days)
+                active_users = await _exact_users(
+                    session, tenant_id, first_day, last_day, zone, edge, days
+                )
             ranked = sorted(
                 ((item_id, c) for item_id, c in items.items() if c[0] > 0),
                 key=lambda pair: (-pair[1][0], pair[0]),
@@ -445,7 +445,6 @@ class Queries:
 
 
 DAY_SECONDS = 86400
-_ALL_HOURS = (1 << 24) - 1
 
 
 def _at_day(day: int) -> datetime:
@@ -676,87 +675,7 @@ async def _sketched_users(
     return sketches.estimate(total)
 
 
-async def _active_users(
-    session: AsyncSession,
-    tenant_id: str,
-    first_day: int,
-    last_day: int,
-    edges: list[tuple[datetime, datetime]],
-) -> int:
-    """Distinct users over the range: per-day user rows UNION the edges' raw users."""
-    parts: list[Any] = []
-    if first_day < last_day:
-        parts.append(
-            select(AnalyticsUserDay.user_id).where(
-                AnalyticsUserDay.tenant_id == tenant_id,
-                AnalyticsUserDay.day >= first_day,
-                AnalyticsUserDay.day < last_day,
-            )
-        )
-    if edges:
-        parts.append(
-            select(Interaction.user_id).where(
-                Interaction.tenant_id == tenant_id, _in_edges(Interaction.ts, edges)
-            )
-        )
-    users = union(*parts).subquery() if len(parts) > 1 else parts[0].distinct().subquery()
-    return int(await session.scalar(select(func.count()).select_from(users)) or 0)
-
-
-#: A run of UTC days [first, end) and its previous/same/next local-day hour masks.
-_Run = tuple[int, int, tuple[int, ...]]
-
-
-def _segments(first_day: int, last_day: int, zone: ZoneInfo) -> list[_Run]:
-    """UTC days grouped into runs with the same hour-to-local-day mapping.
-
-    Each run carries three 24-bit masks: the UTC hours of its days that fall on the
-    previous, the same and the next local day. A zone without daylight saving gives one
-    run; a daylight-saving change gives the change day a run of its own, so the mapping
-    is exact per hour.
-    """
-    runs: list[_Run] = []
-    for day in range(first_day, last_day):
-        masks = [0, 0, 0]
-        for hour in range(24):
-            local = datetime.fromtimestamp(day * DAY_SECONDS + hour * 3600, UTC).astimezone(zone)
-            shift = (local.date() - date(1970, 1, 1)).days - day
-            masks[max(min(shift, 1), -1) + 1] |= 1 << hour
-        key = tuple(masks)
-        if runs and runs[-1][2] == key and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + 1, key)
-        else:
-            runs.append((day, day + 1, key))
-    return runs
-
-
-def _local_user_pairs(tenant_id: str, runs: list[_Run], lo: int, hi: int) -> Any:
-    """(local day, user) pairs from the per-day user rows of UTC days ``[lo, hi)``."""
-    users = AnalyticsUserDay
-    selects: list[Any] = []
-    for a, b, masks in runs:
-        a, b = max(a, lo), min(b, hi)
-        if a >= b:
-            continue
-        for shift, mask in zip((-1, 0, 1), masks, strict=True):
-            if not mask:
-                continue
-            condition = and_(users.tenant_id == tenant_id, users.day >= a, users.day < b)
-            if mask != _ALL_HOURS:
-                condition = and_(condition, users.hours.op("&")(mask) != 0)
-            selects.append(
-                select((users.day + shift).label("local"), users.user_id.label("user_id")).where(
-                    condition
-                )
-            )
-    if not selects:  # no UTC day of the runs in [lo, hi): an empty set of pairs
-        selects.append(
-            select((users.day).label("local"), users.user_id.label("user_id")).where(false())
-        )
-    return union_all(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
-
-
-async def _daily_active_users(
+async def _exact_users(
     session: AsyncSession,
     tenant_id: str,
     first_day: int,
@@ -764,42 +683,35 @@ async def _daily_active_users(
     zone: ZoneInfo,
     edge: _EdgeUsers,
     days: dict[str, DayMetrics],
-) -> None:
-    """Distinct users per local day, exact for whole-hour zones.
+) -> int:
+    """Distinct users over the range and per local day, exact, from the raw rows.
 
-    A local day that also has raw (edge) rows takes the union of both user sets in
-    Python: at most two such days per request, each one day of users.
+    Only called when the whole UTC days ``[first_day, last_day)`` hold at most
+    :data:`EXACT_USERS_LIMIT` interactions (the caller knows from the hourly rollups),
+    so this reads at most that many ``(ts, user_id)`` rows, by the ``(tenant_id, ts)``
+    index. Each row's UTC hour goes to its local day as the counters' hours do (exact
+    for every whole-hour zone, daylight saving included); the partial days' users
+    (``edge``, from their raw rows) are merged in.
     """
+    by_day: dict[str, set[str]] = defaultdict(set)
     for key, users in edge.by_day.items():
-        days[key].active_users = len(users)
-    if first_day >= last_day:
-        return
-    runs = _segments(first_day, last_day, zone)
-    if len(runs) == 1 and runs[0][2] == (0, _ALL_HOURS, 0):
-        # UTC days are local days: a user has one row per day, so count rows (an index
-        # scan, no distinct sort).
-        rows = AnalyticsUserDay
-        query: Any = (
-            select(rows.day, func.count())
-            .where(rows.tenant_id == tenant_id, rows.day >= first_day, rows.day < last_day)
-            .group_by(rows.day)
-        )
-    else:
-        pairs = _local_user_pairs(tenant_id, runs, first_day, last_day)
-        query = select(pairs.c.local, func.count(distinct(pairs.c.user_id))).group_by(pairs.c.local)
-    for local, count in await session.execute(query):
-        key = _local_key(int(local))
-        if key in edge.by_day:
-            # Only the UTC days next to this local day can contribute to it.
-            near = _local_user_pairs(tenant_id, runs, int(local) - 1, int(local) + 2)
-            inside = set(
-                await session.scalars(
-                    select(near.c.user_id).where(near.c.local == int(local)).distinct()
-                )
+        by_day[key] |= users
+    if first_day < last_day:
+        local = _LocalDays(zone)
+        rows = await session.execute(
+            select(Interaction.ts, Interaction.user_id).where(
+                Interaction.tenant_id == tenant_id,
+                Interaction.ts >= _at_day(first_day),
+                Interaction.ts < _at_day(last_day),
             )
-            days[key].active_users = len(inside | edge.by_day[key])
-        else:
-            days[key].active_users = int(count)
+        )
+        for ts, user_id in rows:
+            by_day[local.key(int(ts.timestamp()) // 3600)].add(user_id)
+    everyone: set[str] = set()
+    for key, users in by_day.items():
+        days[key].active_users = len(users)
+        everyone |= users
+    return len(everyone)
 
 
 def _problems(stats: DataStatsResult) -> list[str]:

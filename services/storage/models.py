@@ -57,7 +57,6 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "AnalyticsHour",
     "AnalyticsItemDay",
-    "AnalyticsUserDay",
     "AnalyticsUserHourSketch",
     "ApiKey",
     "AuditEvent",
@@ -412,28 +411,11 @@ class AnalyticsItemDay(Base):
     impressions: Mapped[int] = mapped_column(default=0)
 
 
-class AnalyticsUserDay(Base):
-    """One row per tenant, UTC day and active user: exact distinct active users.
-
-    ``hours`` is a 24-bit mask of the UTC hours the user was active in, so a local day
-    of a whole-hour time zone (which spans two UTC days) is counted exactly.
-    """
-
-    __tablename__ = "analytics_user_daily"
-
-    tenant_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
-    )
-    day: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    user_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    hours: Mapped[int] = mapped_column(default=0)
-
-
 class AnalyticsUserHourSketch(Base):
     """Per tenant and UTC hour: a HyperLogLog sketch of the users active in that hour.
 
     GetAnalytics merges them for distinct active users over long ranges, where the
-    exact count (``analytics_user_daily``) costs one row per user and day; see
+    exact count reads every raw row of the range; see
     ``services/ingestion/sketches.py`` for the stored form (at most 4 KiB a row) and
     the error bound. Per hour rather than per day so that local days of any whole-hour
     time zone, daylight saving included, are unions of whole buckets.

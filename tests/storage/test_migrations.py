@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -10,9 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from services.storage.db import create_engine
+from services.storage.db import create_engine, session_factory
 from services.storage.migrate import alembic_config, current_revision, downgrade, upgrade
-from services.storage.models import Base
+from services.storage.models import Base, Interaction, Tenant
 
 EXPECTED_TABLES = {
     "tenants",
@@ -35,7 +36,6 @@ EXPECTED_TABLES = {
     "served_recommendations",
     "analytics_hourly",
     "analytics_item_daily",
-    "analytics_user_daily",
     "analytics_user_hourly_hll",
     "usage_hourly",
 }
@@ -117,3 +117,47 @@ async def test_recommendation_index_is_partial_and_downgrades(db_url: str) -> No
     assert "WHERE" not in (await _recommendation_index(db_url)).upper()
     await upgrade(db_url)
     assert "recommendation_id IS NOT NULL" in await _recommendation_index(db_url)
+
+
+async def test_user_day_rollup_downgrade_rebuilds_it_from_interactions(db_url: str) -> None:
+    """0009 drops analytics_user_daily; going back to 0008 rebuilds it from the raw rows
+    (one row per tenant, UTC day and user, with the mask of the hours they were active)."""
+    await upgrade(db_url)
+    engine = create_engine(db_url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as session, session.begin():
+            tenant = Tenant(name="Acme", slug="acme-0009", email="ops@acme.example")
+            session.add(tenant)
+            await session.flush()
+            for user, ts in (
+                ("u1", datetime(2026, 1, 1, 3, 15, tzinfo=UTC)),
+                ("u1", datetime(2026, 1, 1, 3, 45, tzinfo=UTC)),
+                ("u1", datetime(2026, 1, 1, 5, 0, tzinfo=UTC)),
+                ("u2", datetime(2026, 1, 2, 23, 59, tzinfo=UTC)),
+            ):
+                session.add(
+                    Interaction(tenant_id=tenant.id, user_id=user, item_id="i", type="view", ts=ts)
+                )
+    finally:
+        await engine.dispose()
+    assert "analytics_user_daily" not in await _tables(db_url)
+
+    await downgrade(db_url, "0008")
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("SELECT day, user_id, hours FROM analytics_user_daily ORDER BY day")
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    day = (datetime(2026, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+    assert [tuple(r) for r in rows] == [
+        (day, "u1", (1 << 3) | (1 << 5)),
+        (day + 1, "u2", 1 << 23),
+    ]
+    await upgrade(db_url)
+    assert "analytics_user_daily" not in await _tables(db_url)
