@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from sqlalchemy import and_, distinct, false, func, or_, select
+from sqlalchemy import Integer, and_, cast, distinct, extract, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
@@ -698,15 +698,23 @@ async def _exact_users(
         by_day[key] |= users
     if first_day < last_day:
         local = _LocalDays(zone)
+        # The UTC hour computed by the database, and each (hour, user) once, so no
+        # datetime is built per row (41K rows, SQLite: the request 153 -> 127 ms).
+        if session.get_bind().dialect.name == "postgresql":
+            hour: Any = cast(func.floor(extract("epoch", Interaction.ts) / 3600), Integer)
+        else:
+            hour = cast(func.strftime("%s", Interaction.ts), Integer) // 3600
         rows = await session.execute(
-            select(Interaction.ts, Interaction.user_id).where(
+            select(hour, Interaction.user_id)
+            .where(
                 Interaction.tenant_id == tenant_id,
                 Interaction.ts >= _at_day(first_day),
                 Interaction.ts < _at_day(last_day),
             )
+            .distinct()
         )
-        for ts, user_id in rows:
-            by_day[local.key(int(ts.timestamp()) // 3600)].add(user_id)
+        for at, user_id in rows:
+            by_day[local.key(int(at))].add(user_id)
     everyone: set[str] = set()
     for key, users in by_day.items():
         days[key].active_users = len(users)
