@@ -123,6 +123,7 @@ async def build_runtime(
     ``migrate=None`` migrates SQLite automatically (the embedded database belongs to
     this process) but not PostgreSQL, where ``embrec migrate`` is an explicit step.
     """
+    from services.events import retention
     from services.events.outbox import OutboxRelay
     from services.platform import usage_store
     from services.runtime.usage import UsageRecorder
@@ -157,6 +158,9 @@ async def build_runtime(
                 logger.warning("could not create Kafka topics yet: %s", exc)
         await relay.run(stop)
 
+    async def run_event_retention(stop: asyncio.Event) -> None:
+        await retention.run_retention(sessions, settings, stop)
+
     usage = UsageRecorder()
 
     async def run_usage_flush(stop: asyncio.Event) -> None:
@@ -175,6 +179,7 @@ async def build_runtime(
         probes=[HealthProbe("database", lambda: _database_ping(engine))],
         background=[
             run_relay,
+            run_event_retention,
             run_usage_flush,
             *(w for m in modules for w in getattr(m, "background", ())),
         ],

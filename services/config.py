@@ -69,6 +69,25 @@ class Settings(BaseSettings):
         le=300_000,
         description="Consumer group session timeout; a group join takes about half of it.",
     )
+    outbox_retention_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long published outbox rows are kept (unpublished ones until sent).",
+    )
+    event_log_retention_seconds: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="How long the embedded event log keeps events (Kafka's default: 7 days).",
+    )
+    processed_events_retention_seconds: float = Field(
+        default=8 * 86400.0,
+        gt=0,
+        description="How long consumers remember applied event ids; keep it above the bus's "
+        "retention, or a redelivered old event is applied twice.",
+    )
+    retention_interval_seconds: float = Field(
+        default=600.0, gt=0, description="How often each process deletes what is past retention."
+    )
     redis_url: str = Field(default="", description="redis://...; empty disables the Redis cache.")
     artifact_dir: Path | None = Field(
         default=None, description="Model artifacts; default data_dir/artifacts."

@@ -20,8 +20,9 @@ from services.events.bus import (
     Publisher,
 )
 from services.events.idempotency import claim_event, idempotent_handler
-from services.events.outbox import OutboxRelay, add_event, purge_published
-from services.events.sqllog import SqlLogConsumer, SqlLogPublisher, truncate_event_log
+from services.events.outbox import OutboxRelay, add_event
+from services.events.retention import purge_published, truncate_event_log
+from services.events.sqllog import SqlLogConsumer, SqlLogPublisher
 
 __all__ = [
     "Backoff",

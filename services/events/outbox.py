@@ -31,16 +31,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.events.bus import Backoff, BusUnavailable, OutboxRecord, Publisher, wait_or_stop
 from services.storage.models import OutboxEvent, new_id, utcnow
 
-__all__ = ["OutboxRelay", "add_event", "event_row", "insert_events", "purge_published"]
+__all__ = ["OutboxRelay", "add_event", "event_row", "insert_events"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,20 +238,3 @@ async def _mark(
             .values(attempts=OutboxEvent.attempts + 1, last_error=message)
             .execution_options(synchronize_session=False)
         )
-
-
-async def purge_published(
-    session_factory: async_sessionmaker[AsyncSession], older_than: timedelta
-) -> int:
-    """Delete rows published more than ``older_than`` ago; return how many were deleted.
-
-    The outbox is a queue, not an archive: run this periodically to keep it small.
-    """
-    cutoff = utcnow() - older_than
-    async with session_factory() as session, session.begin():
-        result = await session.execute(
-            delete(OutboxEvent)
-            .where(OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < cutoff)
-            .execution_options(synchronize_session=False)
-        )
-    return int(getattr(result, "rowcount", 0) or 0)

@@ -20,7 +20,7 @@ offset order.
 
 Limits (fine for one host): consumers poll (``poll_interval``); a group is meant to be run
 by one consumer at a time (there is no partition assignment); retention is by age with
-:func:`truncate_event_log`.
+:func:`services.events.retention.truncate_event_log`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,7 +44,7 @@ from services.events.bus import (
 from services.storage.db import dialect_insert, is_postgresql
 from services.storage.models import ConsumerOffset, EventLogEntry, utcnow
 
-__all__ = ["SqlLogConsumer", "SqlLogPublisher", "truncate_event_log"]
+__all__ = ["SqlLogConsumer", "SqlLogPublisher"]
 
 logger = logging.getLogger(__name__)
 
@@ -245,17 +244,3 @@ class SqlLogConsumer:
             # Not fatal: processing continues from memory; a restart replays from the
             # last committed offset (at-least-once).
             logger.warning("%s: could not commit offsets %s (%s)", self._group_id, advanced, exc)
-
-
-async def truncate_event_log(
-    session_factory: async_sessionmaker[AsyncSession], older_than: timedelta
-) -> int:
-    """Delete log entries older than ``older_than`` (time-based retention, as in Kafka)."""
-    cutoff = utcnow() - older_than
-    async with session_factory() as session, session.begin():
-        result = await session.execute(
-            delete(EventLogEntry)
-            .where(EventLogEntry.time < cutoff)
-            .execution_options(synchronize_session=False)
-        )
-    return int(getattr(result, "rowcount", 0) or 0)

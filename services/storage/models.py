@@ -591,12 +591,21 @@ Index(
     postgresql_where=OutboxEvent.published_at.is_(None),
     sqlite_where=OutboxEvent.published_at.is_(None),
 )
+# Retention (services/events/retention.py) deletes the oldest published rows by this.
+Index(
+    "ix_outbox_published_at",
+    OutboxEvent.published_at,
+    postgresql_where=OutboxEvent.published_at.is_not(None),
+    sqlite_where=OutboxEvent.published_at.is_not(None),
+)
 
 
 class ProcessedEvent(Base):
     """Event ids a consumer has already applied; inserted in the consumer's transaction."""
 
     __tablename__ = "processed_events"
+    # Retention (services/events/retention.py) deletes the oldest ids by this.
+    __table_args__ = (Index(None, "processed_at"),)
 
     consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)

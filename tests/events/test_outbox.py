@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -15,7 +14,6 @@ from services.events.outbox import (
     add_event,
     event_row,
     insert_events,
-    purge_published,
 )
 from services.storage.db import create_engine, session_factory
 from services.storage.migrate import upgrade
@@ -157,15 +155,6 @@ async def test_concurrent_relays_publish_each_row_once(database: Database) -> No
     await asyncio.gather(*(drain(r) for r in relays))
     assert sorted(publisher.ids) == sorted(ids)
     assert len(publisher.ids) == len(ids)
-
-
-async def test_purge_published(database: Database) -> None:
-    await _create_tenant(database, "a")
-    await _create_tenant(database, "b")
-    await OutboxRelay(database.sessions, FakePublisher(), batch_size=1).relay_once()
-    assert await purge_published(database.sessions, timedelta(days=1)) == 0
-    assert await purge_published(database.sessions, timedelta(0)) == 1
-    assert await _count(database, OutboxEvent) == 1  # the unpublished one stays
 
 
 @pytest.mark.integration
