@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.config import Settings
 from services.events.bus import wait_or_stop
@@ -52,24 +54,35 @@ async def _delete_in_batches(
         await asyncio.sleep(0)  # let other work on this loop (and writers) in between
 
 
+async def _delete_oldest(
+    sessions: async_sessionmaker[AsyncSession],
+    key: Sequence[InstrumentedAttribute[Any]],
+    time: InstrumentedAttribute[Any],
+    older_than: timedelta,
+    batch: int,
+    *conditions: Any,
+) -> int:
+    """Delete the rows of ``key``'s table whose ``time`` is more than ``older_than`` ago
+    (and that meet ``conditions``), oldest first, ``batch`` rows a statement."""
+    oldest = (
+        select(*key).where(*conditions, time < utcnow() - older_than).order_by(time).limit(batch)
+    )
+    target = key[0] if len(key) == 1 else tuple_(*key)
+    statement = (
+        delete(time.class_).where(target.in_(oldest)).execution_options(synchronize_session=False)
+    )
+    return await _delete_in_batches(sessions, statement, batch)
+
+
 async def purge_published(
     sessions: async_sessionmaker[AsyncSession], older_than: timedelta, *, batch: int = BATCH
 ) -> int:
     """Delete outbox rows published more than ``older_than`` ago; return how many."""
     table = OutboxEvent
-    cutoff = utcnow() - older_than
-    oldest = (
-        select(table.seq)
-        .where(table.published_at.is_not(None), table.published_at < cutoff)
-        .order_by(table.published_at)
-        .limit(batch)
+    published = table.published_at.is_not(None)
+    return await _delete_oldest(
+        sessions, [table.seq], table.published_at, older_than, batch, published
     )
-    statement = (
-        delete(table)
-        .where(table.seq.in_(oldest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return await _delete_in_batches(sessions, statement, batch)
 
 
 async def truncate_event_log(
@@ -78,14 +91,7 @@ async def truncate_event_log(
     """Delete embedded event-log entries older than ``older_than`` (as a Kafka topic's
     time-based retention does): a consumer that far behind skips them."""
     table = EventLogEntry
-    cutoff = utcnow() - older_than
-    oldest = select(table.offset).where(table.time < cutoff).order_by(table.time).limit(batch)
-    statement = (
-        delete(table)
-        .where(table.offset.in_(oldest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return await _delete_in_batches(sessions, statement, batch)
+    return await _delete_oldest(sessions, [table.offset], table.time, older_than, batch)
 
 
 async def forget_processed(
@@ -93,19 +99,8 @@ async def forget_processed(
 ) -> int:
     """Forget event ids applied more than ``older_than`` ago."""
     table = ProcessedEvent
-    cutoff = utcnow() - older_than
-    oldest = (
-        select(table.consumer, table.event_id)
-        .where(table.processed_at < cutoff)
-        .order_by(table.processed_at)
-        .limit(batch)
-    )
-    statement = (
-        delete(table)
-        .where(tuple_(table.consumer, table.event_id).in_(oldest))
-        .execution_options(synchronize_session=False)
-    )
-    return await _delete_in_batches(sessions, statement, batch)
+    key = [table.consumer, table.event_id]
+    return await _delete_oldest(sessions, key, table.processed_at, older_than, batch)
 
 
 async def retain_once(
