@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from embrec.retrieval.v1 import retrieval_service_pb2 as pb
 from services.storage.models import ServedRecommendation
-from tests.retrieval_service.conftest import CATEGORIES, make_shop, query
+from tests.retrieval_service.conftest import CATEGORIES, Shop, make_shop, query
 from tests.services.conftest import RunningStack, StackFactory
 
 
@@ -192,6 +192,17 @@ async def test_unseen_user_gets_fold_in_or_popular_items(stack: RunningStack) ->
     assert {i.category for i in session.items} == {"cameras"}
 
 
+async def _first_model_answer(shop: Shop, user_id: str, what: str) -> pb.RecommendResponse:
+    """Ask for ``user_id`` until the model answers (not a fallback); fails after 10 s."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        response = await shop.recommend(user_id, count=3)
+        if not response.fallback:
+            return response
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.1)
+
+
 async def test_fold_in_follows_tracked_events_within_seconds(stack: RunningStack) -> None:
     from embrec.ingestion.v1 import ingestion_service_pb2 as ing
     from embrec.ingestion.v1 import ingestion_service_pb2_grpc as ing_grpc
@@ -218,13 +229,7 @@ async def test_fold_in_follows_tracked_events_within_seconds(stack: RunningStack
         ),
         metadata=shop.metadata(["events:write"]),
     )
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        response = await shop.recommend("fresh-user", count=3)
-        if not response.fallback:
-            break
-        assert asyncio.get_running_loop().time() < deadline, "fold-in never picked up the events"
-        await asyncio.sleep(0.1)
+    response = await _first_model_answer(shop, "fresh-user", "fold-in never picked up the events")
     assert {i.category for i in response.items} == {"cameras"}
     assert not set(cams) & {i.item_id for i in response.items}
 
@@ -257,13 +262,7 @@ async def test_fold_in_follows_imported_interactions(stack: RunningStack) -> Non
     importer = ing_grpc.IngestionServiceStub(stack.channel)
     upload = await importer.ImportInteractions(requests(), metadata=shop.metadata(["data:write"]))
     assert upload.rows_accepted == 2
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        response = await shop.recommend("imported-user", count=3)
-        if not response.fallback:
-            break
-        assert asyncio.get_running_loop().time() < deadline, "fold-in never saw the import"
-        await asyncio.sleep(0.1)
+    response = await _first_model_answer(shop, "imported-user", "fold-in never saw the import")
     assert {i.category for i in response.items} == {"audio"}
     assert not set(audio) & {i.item_id for i in response.items}
 
