@@ -144,7 +144,8 @@ class Runtime:
         gc.freeze()
         await self._set_all(SERVING)
         for task in self.background:
-            self._tasks.append(asyncio.create_task(task(self._stop)))
+            name = getattr(task, "__qualname__", repr(task))
+            self._tasks.append(asyncio.create_task(task(self._stop), name=name))
         if self.probes:
             self._tasks.append(asyncio.create_task(self._watch_dependencies()))
         logger.info(
@@ -201,8 +202,17 @@ class Runtime:
         self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds)
-        for task in self._tasks:
-            task.cancel()
+        # Background loops watch the stop event and end after the work in hand (a relay's
+        # batch, a consumer's transaction); only what still runs after another grace
+        # period is cancelled. Cancelling them mid-statement left a relay's asyncpg
+        # connection hung mid-protocol with its transaction open, and the stop never
+        # returned (seen in CI on PostgreSQL).
+        if self._tasks:
+            grace = self.settings.shutdown_grace_seconds
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                logger.warning("background task %s did not stop in time", task.get_name())
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
