@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.support import servers
 from tests.support.servers import (
     EnvoyConfigError,
     EnvoyProcess,
@@ -22,6 +23,7 @@ from tests.support.servers import (
     RedisServer,
     ServerStartError,
     free_port,
+    start_envoy,
     validate_envoy_config,
 )
 
@@ -209,6 +211,35 @@ def test_envoy_validates_and_serves(tmp_path: Path) -> None:
         envoy.restart()
         with opener.open(f"http://127.0.0.1:{listener_port}/", timeout=5) as resp:
             assert resp.status == 200
+
+
+def test_start_envoy_picks_other_ports_when_one_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first listener port handed out is already bound, as when an outgoing
+    # connection's ephemeral port takes it between free_port() and Envoy's bind.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        picks = [taken.getsockname()[1], free_port()]
+        monkeypatch.setattr(servers, "free_port", lambda: picks.pop(0) if picks else free_port())
+        configs: list[int] = []
+
+        def configure(listen: int, admin: int) -> Path:
+            configs.append(listen)
+            path = tmp_path / f"envoy-{len(configs)}.yaml"
+            path.write_text(_envoy_config(admin, listen))
+            return path
+
+        envoy, listen = start_envoy(configure, tmp_path)
+        try:
+            assert configs[0] == taken.getsockname()[1]
+            assert len(configs) == 2 and listen == configs[1]
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(f"http://127.0.0.1:{listen}/", timeout=5) as resp:
+                assert resp.read() == b"hello from envoy"
+        finally:
+            envoy.close()
 
 
 def test_envoy_validate_rejects_bad_config(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from services.embedded import render_gateway_config
 from services.identity.credentials import SCOPES, Principal, generate_api_key, issue_access_token
 from services.runtime.server import Runtime
 from services.storage.models import ApiKey, Tenant
-from tests.support.servers import EnvoyProcess, free_port
+from tests.support.servers import EnvoyProcess, start_envoy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "j" * 40
@@ -111,15 +111,12 @@ class SecuredStack:
 
 async def start_secured(tmp_path: Path, postgres_url: str, redis_url: str) -> SecuredStack:
     """Every service plus the gateway module, real Envoy with security on in front."""
-    listen, admin = free_port(), free_port()
     settings = load_settings(
         data_dir=tmp_path / "data",
         database_url=postgres_url,
         redis_url=redis_url,
         grpc_port=0,
         metrics_port=0,
-        envoy_port=listen,
-        envoy_admin_port=admin,
         jwt_secret=JWT_SECRET,
         internal_secret=INTERNAL_SECRET,
         health_poll_seconds=0.3,
@@ -128,10 +125,15 @@ async def start_secured(tmp_path: Path, postgres_url: str, redis_url: str) -> Se
     runtime = await build_runtime(settings, [*SERVICE_NAMES, "gateway"], migrate=True)
     port = await runtime.start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    config = render_gateway_config(settings, REPO_ROOT, port, security=True)
-    envoy = EnvoyProcess(config, admin, workdir=settings.data_dir)
+
+    def configure(listen: int, admin: int) -> Path:
+        ports = {"envoy_port": listen, "envoy_admin_port": admin}
+        return render_gateway_config(
+            settings.model_copy(update=ports), REPO_ROOT, port, security=True
+        )
+
     try:
-        await asyncio.to_thread(envoy.start)
+        envoy, listen = await asyncio.to_thread(start_envoy, configure, settings.data_dir)
     except BaseException:
         await runtime.stop()
         raise

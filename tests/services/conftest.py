@@ -19,7 +19,7 @@ from services.config import SERVICE_NAMES, load_settings
 from services.identity.credentials import SCOPES, Principal, issue_access_token
 from services.runtime.logs import JsonFormatter, RedactingFilter
 from services.runtime.server import Runtime, ServiceModuleSpec
-from tests.support.servers import EnvoyProcess, free_port
+from tests.support.servers import EnvoyProcess, start_envoy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,16 +110,14 @@ def envoy_for(tmp_path: Path) -> Iterator[Callable[[int], Awaitable[tuple[EnvoyP
     processes: list[EnvoyProcess] = []
 
     async def start(upstream_port: int) -> tuple[EnvoyProcess, int]:
-        listen, admin = free_port(), free_port()
-        settings = load_settings(
-            data_dir=tmp_path / f"envoy-{len(processes)}",
-            envoy_port=listen,
-            envoy_admin_port=admin,
-        )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        config = render_gateway_config(settings, REPO_ROOT, upstream_port)
-        envoy = EnvoyProcess(config, admin, workdir=settings.data_dir)
-        await asyncio.to_thread(envoy.start)
+        data_dir = tmp_path / f"envoy-{len(processes)}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+        def configure(listen: int, admin: int) -> Path:
+            settings = load_settings(data_dir=data_dir, envoy_port=listen, envoy_admin_port=admin)
+            return render_gateway_config(settings, REPO_ROOT, upstream_port)
+
+        envoy, listen = await asyncio.to_thread(start_envoy, configure, data_dir)
         processes.append(envoy)
         return envoy, listen
 

@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
@@ -44,6 +45,7 @@ __all__ = [
     "ServerBinaryMissing",
     "ServerStartError",
     "free_port",
+    "start_envoy",
     "validate_envoy_config",
     "wait_port_free",
 ]
@@ -715,3 +717,28 @@ class EnvoyProcess(_Server):
         except OSError:
             return False
         return status == 200 and body.strip() == "LIVE"
+
+
+def start_envoy(
+    configure: Callable[[int, int], Path], workdir: Path | str, attempts: int = 3
+) -> tuple[EnvoyProcess, int]:
+    """Start Envoy on freshly picked ports; returns (process, listener port).
+
+    ``configure(listen, admin)`` writes the config for those ports and returns its path.
+    A port picked by free_port() can be taken before Envoy binds it (by an outgoing
+    connection's ephemeral port, say); Envoy then exits at start, and both ports are
+    picked again.
+    """
+    for attempt in range(attempts):
+        listen, admin = free_port(), free_port()
+        envoy = EnvoyProcess(configure(listen, admin), admin, workdir=workdir)
+        try:
+            envoy.start()
+        except ServerStartError:
+            taken = _ADDR_IN_USE.search(log_tail(envoy.log_path, 10))
+            if attempt + 1 < attempts and taken:
+                envoy.close()
+                continue
+            raise
+        return envoy, listen
+    raise AssertionError("unreachable: the last attempt returns or raises")
