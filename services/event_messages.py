@@ -31,6 +31,8 @@ TOPICS = {
     "CatalogChanged": "embrec.catalog",
     "ModelDeployed": "embrec.models",
     "TrainingJobStateChanged": "embrec.training",
+    "RecommendationsServed": "embrec.recommendations",
+    # One impression: the format before batches, still read from the same topic.
     "RecommendationServed": "embrec.recommendations",
 }
 

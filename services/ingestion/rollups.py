@@ -387,38 +387,43 @@ async def _record_sketches(
 async def record_served(
     db: AsyncSession | AsyncConnection,
     tenant_id: str,
-    served_at: datetime,
-    item_ids: Sequence[str],
+    served: Sequence[tuple[datetime, Sequence[str]]],
 ) -> None:
-    """Add one served recommendation (just inserted, not a duplicate) to the rollups."""
-    hour = int(served_at.timestamp() // 3600)
+    """Add served recommendations (just inserted, no duplicates) to the rollups:
+    ``(served_at, item_ids)`` per recommendation, aggregated to one row per key."""
+    hours: dict[int, list[int]] = {}
+    shown: dict[tuple[int, str], int] = {}
+    for served_at, item_ids in served:
+        hour = int(served_at.timestamp() // 3600)
+        counts = hours.setdefault(hour, [0, 0])
+        counts[0] += 1
+        counts[1] += len(item_ids)
+        for item_id in item_ids:
+            shown[hour // 24, item_id] = shown.get((hour // 24, item_id), 0) + 1
     await _upsert(
         db,
         _HOURLY,
         ("tenant_id", "hour"),
         {
-            "tenant_id": [tenant_id],
-            "hour": [hour],
-            "interactions": [0],
-            "clicks": [0],
-            "conversions": [0],
-            "revenue": [0.0],
-            "served": [1],
-            "impressions": [len(item_ids)],
+            "tenant_id": [tenant_id] * len(hours),
+            "hour": list(hours),
+            "interactions": [0] * len(hours),
+            "clicks": [0] * len(hours),
+            "conversions": [0] * len(hours),
+            "revenue": [0.0] * len(hours),
+            "served": [c[0] for c in hours.values()],
+            "impressions": [c[1] for c in hours.values()],
         },
         {"served": "add", "impressions": "add"},
     )
-    shown: dict[str, int] = {}
-    for item_id in item_ids:
-        shown[item_id] = shown.get(item_id, 0) + 1
     await _upsert(
         db,
         _ITEMS,
         ("tenant_id", "day", "item_id"),
         {
             "tenant_id": [tenant_id] * len(shown),
-            "day": [hour // 24] * len(shown),
-            "item_id": list(shown),
+            "day": [day for day, _ in shown],
+            "item_id": [item_id for _, item_id in shown],
             "interactions": [0] * len(shown),
             "clicks": [0] * len(shown),
             "impressions": list(shown.values()),

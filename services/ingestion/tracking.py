@@ -12,8 +12,9 @@ Client retries: an ``event_id`` is remembered (``processed_events``, consumer
 ``track:<tenant>``) when accepted, so the same event sent again is acknowledged but
 stored once.
 
-The second consumer stores RecommendationServed events (impressions) in
-``served_recommendations`` for analytics.
+The second consumer stores impressions (RecommendationsServed batches, and lone
+RecommendationServed events, the format before batches) in ``served_recommendations``
+for analytics, a batch in one transaction.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from services.ingestion.parsing import (
     MAX_ID_LENGTH,
     MAX_RECOMMENDATION_ID_LENGTH,
 )
-from services.ingestion.rollups import record_interactions, record_served
+from services.ingestion.rollups import record_interactions, record_served, statement_sizes
 from services.storage.db import dialect_insert
 from services.storage.models import Interaction, ServedRecommendation
 
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 MAX_EVENTS = 1000
 STORE_GROUP = "ingestion-store"
 SERVED_GROUP = "ingestion-served"
+#: Served recommendations in one multi-row INSERT (9 parameters a row).
+_SERVED_ROWS_PER_STATEMENT = 256
 
 _TYPE_NAMES = {
     pb.INTERACTION_TYPE_VIEW: "view",
@@ -200,31 +203,57 @@ async def store_tracked(session: AsyncSession, record: EventRecord) -> None:
     )
 
 
+def _impressions(envelope: events_pb2.EventEnvelope) -> list[events_pb2.RecommendationServed]:
+    """The impressions an event carries: a batch, or one (the format before batches)."""
+    batch = events_pb2.RecommendationsServed()
+    if envelope.payload.Unpack(batch):
+        return list(batch.impressions)
+    single = events_pb2.RecommendationServed()
+    if envelope.payload.Unpack(single):
+        return [single]
+    return []
+
+
 async def store_served(session: AsyncSession, record: EventRecord) -> None:
+    """Store an event's impressions; an id stored before (a repeated event, or a
+    recommendation id seen twice) adds nothing, to the rows or to the rollups."""
     envelope = open_envelope(record.payload)
-    payload = events_pb2.RecommendationServed()
-    if not envelope.payload.Unpack(payload) or not payload.recommendation_id:
-        return
-    statement = dialect_insert(session, ServedRecommendation).on_conflict_do_nothing(
-        index_elements=["tenant_id", "recommendation_id"]
+    occurred = envelope.occurred_time.ToDatetime(tzinfo=UTC)
+    rows: dict[str, dict[str, Any]] = {}
+    for payload in _impressions(envelope):
+        recommendation_id = payload.recommendation_id[:64]
+        if not recommendation_id or recommendation_id in rows:
+            continue
+        rows[recommendation_id] = {
+            "tenant_id": envelope.tenant_id,
+            "recommendation_id": recommendation_id,
+            "user_id": payload.user_id or None,
+            "served_at": (
+                payload.served_time.ToDatetime(tzinfo=UTC)
+                if payload.HasField("served_time")
+                else occurred
+            ),
+            "item_ids": [item.item_id for item in payload.items],
+            "item_count": len(payload.items),
+            "surface": _SURFACES.get(payload.surface, "recommend"),
+            "model_version": payload.model_version or None,
+            "fallback": payload.fallback,
+        }
+    values = list(rows.values())
+    inserted: set[str] = set()
+    for start, size in statement_sizes(len(values), _SERVED_ROWS_PER_STATEMENT):
+        statement = (
+            dialect_insert(session, ServedRecommendation)
+            .values(values[start : start + size])
+            .on_conflict_do_nothing(index_elements=["tenant_id", "recommendation_id"])
+            .returning(ServedRecommendation.recommendation_id)
+        )
+        inserted.update((await session.scalars(statement)).all())
+    await record_served(
+        session,
+        envelope.tenant_id,
+        [(rows[i]["served_at"], rows[i]["item_ids"]) for i in rows if i in inserted],
     )
-    served_at = envelope.occurred_time.ToDatetime(tzinfo=UTC)
-    item_ids = [item.item_id for item in payload.items]
-    inserted = await session.scalar(
-        statement.values(
-            tenant_id=envelope.tenant_id,
-            recommendation_id=payload.recommendation_id[:64],
-            user_id=payload.user_id or None,
-            served_at=served_at,
-            item_ids=item_ids,
-            item_count=len(payload.items),
-            surface=_SURFACES.get(payload.surface, "recommend"),
-            model_version=payload.model_version or None,
-            fallback=payload.fallback,
-        ).returning(ServedRecommendation.recommendation_id)
-    )
-    if inserted is not None:  # a second event with the same recommendation id adds nothing
-        await record_served(session, envelope.tenant_id, served_at, item_ids)
 
 
 Background = Callable[[asyncio.Event], Coroutine[Any, Any, None]]

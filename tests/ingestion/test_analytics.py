@@ -97,24 +97,48 @@ def _tracked(now: datetime) -> list[pb.Interaction]:
     return events
 
 
-async def _serve(stack: RunningStack, tenant_id: str, now: datetime) -> int:
-    """RecommendationServed events through the outbox; the last one repeats an id."""
+def _utc(stamp: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives them back naive)."""
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+async def _serve(stack: RunningStack, tenant_id: str, now: datetime) -> dict[str, datetime]:
+    """Impressions through the outbox; returns when each distinct id was served.
+
+    The first seven come as lone RecommendationServed events (the format before
+    batches, timed by their envelope), the rest in two RecommendationsServed batches
+    whose impressions carry their own served_time (the envelope's time is another).
+    rec-0 comes again in the second batch, rec-9 twice within the first: the first
+    one stored counts, nothing else does.
+    """
+    served_at: dict[str, datetime] = {}
     rows = []
-    for n in range(15):
-        served = events_pb2.RecommendationServed(
-            recommendation_id=f"rec-{n % 14}",
+    batches: list[list[events_pb2.RecommendationServed]] = [[], []]
+    for n in range(16):
+        number = 9 if n == 15 else n % 14
+        impression = events_pb2.RecommendationServed(
+            recommendation_id=f"rec-{number}",
             user_id=f"u{n}",
             items=[events_pb2.ServedItem(item_id=ITEMS[(n + k) % 6]) for k in range(1 + n % 3)],
         )
         occurred = now - timedelta(hours=61 * n + 3)
-        rows.append(envelope_row(served, tenant_id=tenant_id, occurred=occurred))
+        served_at.setdefault(impression.recommendation_id, occurred)
+        if n < 7:
+            rows.append(envelope_row(impression, tenant_id=tenant_id, occurred=occurred))
+            continue
+        impression.served_time.FromDatetime(occurred)
+        batches[n >= 12 and n != 15].append(impression)
+    for batch in batches:
+        event = events_pb2.RecommendationsServed(impressions=batch)
+        rows.append(envelope_row(event, tenant_id=tenant_id, occurred=now))
     engine = create_engine(stack.runtime.settings.effective_database_url)
     try:
         async with engine.begin() as connection:
             await connection.execute(OutboxEvent.__table__.insert(), rows)  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
-    return 14
+    assert len(served_at) == 14
+    return served_at
 
 
 async def _wait_for(stack: RunningStack, model: Any, tenant_id: str, expected: int) -> None:
@@ -275,8 +299,15 @@ async def _scenario(stack: RunningStack) -> None:
         assert sent.accepted_count == len(events)
     served = await _serve(stack, c.tenant_id, now)
     await _wait_for(stack, Interaction, c.tenant_id, 600 + len(events))
-    await _wait_for(stack, ServedRecommendation, c.tenant_id, served)
+    await _wait_for(stack, ServedRecommendation, c.tenant_id, len(served))
     await asyncio.sleep(0.3)  # a redelivered event would land now, and must not count
+    stored = await sql(
+        stack,
+        select(ServedRecommendation.recommendation_id, ServedRecommendation.served_at).where(
+            ServedRecommendation.tenant_id == c.tenant_id
+        ),
+    )
+    assert {r: _utc(t) for r, t in stored} == served
 
     await _check(stack, c, now - timedelta(days=30), now, "UTC")
     await _check(stack, c, now - timedelta(days=41, hours=5, minutes=7), now, "UTC")

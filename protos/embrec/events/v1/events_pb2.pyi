@@ -136,7 +136,7 @@ class ServedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RecommendationServed(_message.Message):
-    __slots__ = ("recommendation_id", "user_id", "items", "model_version", "fallback", "surface", "cache_hit")
+    __slots__ = ("recommendation_id", "user_id", "items", "model_version", "fallback", "surface", "cache_hit", "served_time")
     RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class RecommendationServed(_message.Message):
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     SURFACE_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    SERVED_TIME_FIELD_NUMBER: _ClassVar[int]
     recommendation_id: str
     user_id: str
     items: _containers.RepeatedCompositeFieldContainer[ServedItem]
@@ -151,4 +152,11 @@ class RecommendationServed(_message.Message):
     fallback: bool
     surface: RecommendationSurface
     cache_hit: bool
-    def __init__(self, recommendation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ServedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., fallback: _Optional[bool] = ..., surface: _Optional[_Union[RecommendationSurface, str]] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
+    served_time: _timestamp_pb2.Timestamp
+    def __init__(self, recommendation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ServedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., fallback: _Optional[bool] = ..., surface: _Optional[_Union[RecommendationSurface, str]] = ..., cache_hit: _Optional[bool] = ..., served_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecommendationsServed(_message.Message):
+    __slots__ = ("impressions",)
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    impressions: _containers.RepeatedCompositeFieldContainer[RecommendationServed]
+    def __init__(self, impressions: _Optional[_Iterable[_Union[RecommendationServed, _Mapping]]] = ...) -> None: ...
