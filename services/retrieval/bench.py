@@ -478,8 +478,8 @@ def bench_serve(
             h2 = loadgen == "h2load"
             h2_users = [f"user_{k}" for k in range(max(1, min(h2load_users, concurrency)))]
             clients = (
-                f"h2load ({len(h2_users)} users; closed loop: a process per user; fixed rate: "
-                f"a process per client, starts spread over one interval)"
+                f"h2load ({len(h2_users)} users, a process per user; fixed rate: clients "
+                f"spread over one request interval)"
                 if h2
                 else f"the Python load generator ({client_processes} process(es), "
                 f"users templated over {user_pool})"

@@ -84,6 +84,9 @@ async def test_h2load_generator_sends_real_recommend_calls(
     assert result.errors == 0, result.first_error
     assert result.requests > 0 and len(result.latencies) == result.requests
     assert result.elapsed > 0
+    if rps:
+        # Fixed rate: each client sends its share of duration x rate, then stops.
+        assert result.requests == 40
 
 
 def test_h2load_log_rows_count_failed_streams_and_http_errors() -> None:
