@@ -18,7 +18,9 @@ PostgreSQL, sequence values are handed out at insert time, not commit time, so t
 publisher takes a transaction-scoped advisory lock: appends are serialised and commit in
 offset order.
 
-Limits (fine for one host): consumers poll (``poll_interval``); a group is meant to be run
+Limits (fine for one host): consumers poll, every ``poll_interval`` while events come
+and backing off to ``idle_poll_max`` while none do (an idle ``embrec up`` runs about ten
+consumers, and their polls were its main idle CPU); a group is meant to be run
 by one consumer at a time (there is no partition assignment); retention is by age with
 :func:`services.events.retention.truncate_event_log`.
 """
@@ -108,6 +110,7 @@ class SqlLogConsumer:
         *,
         batch_size: int = 100,
         poll_interval: float = 0.2,
+        idle_poll_max: float = 1.0,
         from_beginning: bool = True,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
@@ -119,6 +122,7 @@ class SqlLogConsumer:
         self._topics = list(dict.fromkeys(topics))
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._idle_poll_max = max(idle_poll_max, poll_interval)
         self._from_beginning = from_beginning
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -126,6 +130,7 @@ class SqlLogConsumer:
     async def run(self, handler: Handler, stop_event: asyncio.Event) -> None:
         backoff = Backoff(self._backoff_initial, self._backoff_max)
         positions: dict[str, int] | None = None
+        idle_wait = self._poll_interval
         while not stop_event.is_set():
             try:
                 if positions is None:
@@ -139,8 +144,10 @@ class SqlLogConsumer:
                 await wait_or_stop(stop_event, delay)
                 continue
             if not batch:
-                await wait_or_stop(stop_event, self._poll_interval)
+                await wait_or_stop(stop_event, idle_wait)
+                idle_wait = min(idle_wait * 2, self._idle_poll_max)
                 continue
+            idle_wait = self._poll_interval
             advanced: dict[str, int] = {}
             failed = False
             for record in batch:

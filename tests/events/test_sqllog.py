@@ -114,3 +114,30 @@ async def test_failing_handler_is_retried_then_processed_once(database: Database
     )
     await asyncio.wait_for(consumer.run(until_done, stop), 10)
     assert applied == ids and failures == 2
+
+
+class _CountingConsumer(SqlLogConsumer):
+    polls = 0
+
+    async def _fetch(self, positions: dict[str, int]) -> list[EventRecord]:
+        self.polls += 1
+        return await super()._fetch(positions)
+
+
+async def test_an_idle_consumer_polls_less_often_and_catches_up_when_events_come(
+    database: Database,
+) -> None:
+    consumer = _CountingConsumer(
+        database.sessions, "idle", ["orders"], poll_interval=0.02, idle_poll_max=0.2
+    )
+    seen: list[EventRecord] = []
+    task = asyncio.create_task(_consume_until(consumer, seen, 3))
+    await asyncio.sleep(1.5)
+    # Every 0.02 s that would be ~75 polls; backing off to 0.2 s it is ~10.
+    assert consumer.polls <= 20
+    relay = OutboxRelay(database.sessions, SqlLogPublisher(database.sessions))
+    ids = await _write_events(database, "orders", 3)
+    while await relay.relay_once():
+        pass
+    await asyncio.wait_for(task, 2)
+    assert [r.event_id for r in seen] == ids
