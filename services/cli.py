@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from services.config import SERVICE_NAMES, ConfigError, Settings, load_settings
+from services.runtime import loop as event_loop
 
 __all__ = ["app", "main"]
 
@@ -97,7 +98,7 @@ def serve(
         runtime = await build_runtime(settings, names)
         await runtime.serve_until_signal()
 
-    asyncio.run(run())
+    event_loop.run(run(), settings.event_loop)
 
 
 @app.command()
@@ -106,7 +107,7 @@ def up() -> None:
     settings = _settings()
     from services.embedded import run_embedded
 
-    asyncio.run(run_embedded(settings, REPO_ROOT))
+    event_loop.run(run_embedded(settings, REPO_ROOT), settings.event_loop)
 
 
 @app.command()

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="Event loop of `embrec serve` and `embrec up`: uvloop where it is "
+        "installed (auto; less CPU per gRPC call), or the standard asyncio loop.",
+    )
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     health_poll_seconds: float = Field(default=2.0, gt=0)
     usage_flush_seconds: float = Field(

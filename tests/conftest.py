@@ -10,8 +10,9 @@ same rule as tests/support/tools.skip_unless_ci, used for Envoy and Chromium).
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +26,18 @@ from tests.support.servers import (
 )
 
 S = TypeVar("S", PostgresServer, RedisServer, KafkaBroker)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Async tests run on the loop `embrec serve` and `embrec up` run on (uvloop where
+    installed: services/runtime/loop.py), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return {"asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def _launch(factory: Callable[[], S]) -> S:
