@@ -300,10 +300,30 @@ def _error_access_log(path: Path) -> dict[str, Any]:
     }
 
 
+def _flag(line: str, flag: str) -> bool:
+    """Whether an error-log line carries Envoy response flag ``flag``."""
+    fields = line.split()
+    return len(fields) > 3 and flag in fields[3].split(",")
+
+
 def _client_closed(line: str) -> bool:
     """An error-log line of a stream the client closed (response flag DC)."""
-    fields = line.split()
-    return len(fields) > 3 and "DC" in fields[3].split(",")
+    return _flag(line, "DC")
+
+
+def _flush_access_logs(admin_port: int) -> None:
+    """Have Envoy write out its buffered access-log lines now.
+
+    Envoy flushes a log file every 10 s by default, so without this the errors of a
+    pass's last seconds were counted in the next pass.
+    """
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{admin_port}/reopen_logs", data=b"", method="POST"
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=5):
+        pass
+    time.sleep(0.2)
 
 
 def _log_lines(path: Path) -> list[str]:
@@ -506,6 +526,7 @@ def bench_serve(
                 pids["redis"] = redis_pid
             for protocol, phase, offered in runs:
                 before = _scrape(metrics_ports)
+                _flush_access_logs(admin)
                 errors_before = len(_log_lines(error_log))
                 cpu_before = _cpu_snapshot(pids)
                 result: LoadResult
@@ -536,13 +557,18 @@ def bench_serve(
                 # Non-OK gRPC statuses seen by Envoy (h2load sees HTTP statuses only).
                 # "DC": the client closed the stream (h2load does at the end of a pass
                 # with requests in flight) — not an answer of the stack.
+                _flush_access_logs(admin)
                 logged = _log_lines(error_log)[errors_before:]
                 status_errors = [line for line in logged if not _client_closed(line)]
                 if h2:
                     result.fallbacks = int(after.get("fallback", 0) - before.get("fallback", 0))
-                    # h2load already counted non-200 answers and failed streams; a gRPC
-                    # error is an HTTP 200 with a non-OK grpc-status: add those.
-                    result.errors += sum(1 for line in status_errors if line.split()[0] == "200")
+                    # h2load already counted non-200 answers (429 as rate limited) and
+                    # failed streams; a gRPC error is an HTTP 200 with a non-OK
+                    # grpc-status: add those, the plan's rate limit (flag RL) apart.
+                    grpc_errors = [line for line in status_errors if line.split()[0] == "200"]
+                    limited = sum(1 for line in grpc_errors if _flag(line, "RL"))
+                    result.rate_limited += limited
+                    result.errors += len(grpc_errors) - limited
                     if status_errors and not result.first_error:
                         result.first_error = status_errors[0]
                 hits = after.get("hit", 0) - before.get("hit", 0)
@@ -561,6 +587,7 @@ def bench_serve(
                     "p95_ms": result.percentile(0.95) * 1e3,
                     "p99_ms": result.percentile(0.99) * 1e3,
                     "errors": result.errors,
+                    "rate_limited": result.rate_limited,
                     "grpc_status_errors": len(status_errors),
                     "fallbacks": result.fallbacks,
                     "cache_hit_rate": hit_rate,

@@ -92,6 +92,8 @@ def parse_log(text: str, result: LoadResult) -> tuple[float, float]:
         last = max(last, start + max(micros, 0.0))
         if status == 200:
             result.latencies.append(micros / 1e6)
+        elif status == 429:
+            result.rate_limited += 1
         else:
             result.errors += 1
             result.first_error = result.first_error or (

@@ -27,17 +27,21 @@ class LoadResult:
     protocol: str
     latencies: list[float] = field(default_factory=list)  # seconds, successful calls
     errors: int = 0
+    #: Refused over the tenant plan's rate limit (HTTP 429 / RESOURCE_EXHAUSTED from the
+    #: gateway): the platform working as configured, counted apart from errors.
+    rate_limited: int = 0
     fallbacks: int = 0
     elapsed: float = 0.0
     first_error: str = ""
 
     @property
     def requests(self) -> int:
-        return len(self.latencies) + self.errors
+        return len(self.latencies) + self.errors + self.rate_limited
 
     def merge(self, other: LoadResult) -> None:
         self.latencies += other.latencies
         self.errors += other.errors
+        self.rate_limited += other.rate_limited
         self.fallbacks += other.fallbacks
         self.elapsed = max(self.elapsed, other.elapsed)
         self.first_error = self.first_error or other.first_error
@@ -57,6 +61,7 @@ class LoadResult:
             f"p95 {self.percentile(0.95) * 1e3:6.2f} ms  "
             f"p99 {self.percentile(0.99) * 1e3:6.2f} ms  "
             f"errors {self.errors}  fallbacks {self.fallbacks}"
+            + (f"  rate-limited {self.rate_limited}" if self.rate_limited else "")
         )
 
 
@@ -94,6 +99,9 @@ async def _grpc_worker(
                 pb.RecommendRequest(user_id=user, count=plan.count), metadata=metadata, timeout=5
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the plan's rate limit
+                result.rate_limited += 1
+                continue
             result.errors += 1
             result.first_error = result.first_error or f"{exc.code().name}: {exc.details()}"
             continue
@@ -128,6 +136,9 @@ async def _rest_worker(plan: _Plan, w: int, result: LoadResult, end: float) -> N
                     length = int(value.strip())
             payload = await reader.readexactly(length) if length else b""
             status = int(status_line.split()[1]) if status_line else 0
+            if status == 429:  # the plan's rate limit
+                result.rate_limited += 1
+                continue
             if status != 200:
                 result.errors += 1
                 result.first_error = result.first_error or f"HTTP {status}: {payload[:200]!r}"

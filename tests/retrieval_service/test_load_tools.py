@@ -92,10 +92,15 @@ async def test_h2load_generator_sends_real_recommend_calls(
 def test_h2load_log_rows_count_failed_streams_and_http_errors() -> None:
     result = LoadResult("grpc")
     first, last = parse_log(
-        "1000000\t200\t1500\n1000100\t-1\t0\n1000200\t503\t900\nnot a row\n", result
+        "1000000\t200\t1500\n1000100\t-1\t0\n1000200\t503\t900\n1000300\t429\t100\n"
+        "not a row\n",
+        result,
     )
     assert result.latencies == [0.0015]
     assert result.errors == 2 and "stream failed" in result.first_error
+    # Over the plan's rate limit: counted, shown, and not an error.
+    assert result.rate_limited == 1 and result.requests == 4
+    assert "errors 2  fallbacks 0  rate-limited 1" in result.summary()
     assert (first, last) == (1000000, 1001500)
 
 
