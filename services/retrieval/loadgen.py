@@ -60,9 +60,18 @@ class LoadResult:
             f"mean {mean * 1e3:6.2f} ms  p50 {self.percentile(0.50) * 1e3:6.2f} ms  "
             f"p95 {self.percentile(0.95) * 1e3:6.2f} ms  "
             f"p99 {self.percentile(0.99) * 1e3:6.2f} ms  "
-            f"errors {self.errors}  fallbacks {self.fallbacks}"
-            + (f"  rate-limited {self.rate_limited}" if self.rate_limited else "")
+            f"errors {self.errors}  fallbacks {self.fallbacks}{self._limited()}"
         )
+
+    def _limited(self) -> str:
+        """The rate-limited count, and the rate actually answered, when there are any."""
+        if not self.rate_limited:
+            return ""
+        text = f"  rate-limited {self.rate_limited}"
+        if self.elapsed:
+            answered = (self.requests - self.rate_limited) / self.elapsed
+            text += f" (answered {answered:.1f} req/s)"
+        return text
 
 
 @dataclass(frozen=True)

@@ -92,8 +92,7 @@ async def test_h2load_generator_sends_real_recommend_calls(
 def test_h2load_log_rows_count_failed_streams_and_http_errors() -> None:
     result = LoadResult("grpc")
     first, last = parse_log(
-        "1000000\t200\t1500\n1000100\t-1\t0\n1000200\t503\t900\n1000300\t429\t100\n"
-        "not a row\n",
+        "1000000\t200\t1500\n1000100\t-1\t0\n1000200\t503\t900\n1000300\t429\t100\nnot a row\n",
         result,
     )
     assert result.latencies == [0.0015]
@@ -101,6 +100,8 @@ def test_h2load_log_rows_count_failed_streams_and_http_errors() -> None:
     # Over the plan's rate limit: counted, shown, and not an error.
     assert result.rate_limited == 1 and result.requests == 4
     assert "errors 2  fallbacks 0  rate-limited 1" in result.summary()
+    result.elapsed = 1.0
+    assert "rate-limited 1 (answered 3.0 req/s)" in result.summary()
     assert (first, last) == (1000000, 1001500)
 
 
