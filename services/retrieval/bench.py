@@ -524,9 +524,10 @@ def bench_serve(
             pids = {"envoy": envoy_pid, **children.pids}
             if redis_pid:
                 pids["redis"] = redis_pid
+            # The warm-up's lines out first; each pass then flushes its own at its end.
+            _flush_access_logs(admin)
             for protocol, phase, offered in runs:
                 before = _scrape(metrics_ports)
-                _flush_access_logs(admin)
                 errors_before = len(_log_lines(error_log))
                 cpu_before = _cpu_snapshot(pids)
                 result: LoadResult

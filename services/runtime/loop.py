@@ -2,9 +2,9 @@
 
 uvloop (libuv) where it is installed, which it is wherever the console's uvicorn
 brought it: in ``embrec bench serve`` it cut the CPU per request of every Python hop
-(the authz gateway and the serving replica), 1,653-1,783 -> 1,914-1,948 req/s closed
-loop on two cores (docs/retrieval-service.md). grpc.aio runs on any asyncio loop. The
-standard loop stays one setting away (``EMBREC_EVENT_LOOP=asyncio``).
+(the authz gateway and the serving replica), closed loop 1,805/1,840 -> 2,130/1,928
+req/s on two cores (docs/retrieval-service.md, session 6). grpc.aio runs on any
+asyncio loop. The standard loop stays one setting away (``EMBREC_EVENT_LOOP=asyncio``).
 """
 
 from __future__ import annotations
