@@ -293,12 +293,33 @@ def bench_sample(
             "--set epochs=60 --set lr=0.05 (trainer/config.py names; repeatable).",
         ),
     ] = None,
+    ceiling: Annotated[
+        bool,
+        typer.Option(
+            "--ceiling",
+            help="Instead of training: what the store allows, the generator's item "
+            "parameters known and each user inferred from their history.",
+        ),
+    ] = False,
+    ceiling_samples: Annotated[
+        int, typer.Option(help="Style samples for --ceiling (more: closer, slower).")
+    ] = 100_000,
 ) -> None:
     """Train on the sample store as a training job would: per-epoch quality, time, baseline."""
     if min(users, items, interactions) <= 0:
         raise UsageError("--users, --items and --interactions must be positive")
+    from services.training.bench import bench_ceiling, parse_overrides
     from services.training.bench import bench_sample as run_bench
-    from services.training.bench import parse_overrides
+
+    if ceiling:
+        if ceiling_samples <= 0:
+            raise UsageError("--ceiling-samples must be positive")
+        if set_:
+            raise UsageError("--set changes training; --ceiling does not train")
+        bench_ceiling(
+            users=users, items=items, interactions=interactions, seed=seed, samples=ceiling_samples
+        )
+        return
 
     try:
         overrides = parse_overrides(set_ or [])

@@ -17,7 +17,9 @@ Structure, so that a collaborative model clearly beats popularity:
   evening-heavy hours over the last 90 days, a few seconds to minutes apart.
 
 Everything is drawn in vectorised numpy (the default 100K interactions take well under
-a second); the same seed gives the same files.
+a second); the same seed gives the same files. The hidden parameters come back with the
+data (``SampleData.latent``) so that what the data allows a recommender can be measured
+(``services.sampledata.ceiling``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CATEGORIES", "SampleData", "generate", "write_csv"]
+__all__ = ["CATEGORIES", "Latent", "SampleData", "generate", "write_csv"]
 
 #: Category → (price range in the store's currency, example product words).
 CATEGORIES: dict[str, tuple[tuple[float, float], tuple[str, ...]]] = {
@@ -54,6 +56,54 @@ _CONSIDERED = 40
 _DAYS = 90
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def _choice_logits(
+    styles: FloatArray, item_style: FloatArray, popularity: FloatArray
+) -> FloatArray:
+    """``(len(styles), len(item_style))`` logits of choosing each item (one category)."""
+    logits: FloatArray = 2.0 * (styles @ item_style.T) / np.sqrt(_DIM)
+    logits += popularity[None, :] * 0.5
+    return logits
+
+
+def _considered(logits: FloatArray) -> tuple[IntArray, FloatArray]:
+    """Per row, the ``_CONSIDERED`` best columns and their softmax choice weights."""
+    k = min(_CONSIDERED, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    top_logits = np.take_along_axis(logits, top, axis=1)
+    weights = np.exp(top_logits - top_logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return top, weights
+
+
+@dataclass(frozen=True)
+class Latent:
+    """The hidden parameters the interactions were drawn from (indices: ``item_<i>``,
+    ``user_<u>``)."""
+
+    item_category: IntArray  # index into CATEGORIES
+    item_style: FloatArray  # (items, 8)
+    popularity: FloatArray  # (items,) the log-popularity term of the choice logits
+    taste: FloatArray  # (users, categories), rows sum to 1
+    user_style: FloatArray  # (users, 8)
+
+    def choice_probabilities(self, styles: FloatArray) -> npt.NDArray[np.float32]:
+        """``(len(styles), items)``: for a user of each style, the probability of each
+        item when a session is in that item's category (each category's row part sums
+        to 1; zero outside the style's ``_CONSIDERED`` best items of the category)."""
+        out = np.zeros((len(styles), len(self.item_category)), np.float32)
+        for c in range(len(CATEGORIES)):
+            pool = np.flatnonzero(self.item_category == c)
+            if len(pool) == 0:
+                continue
+            logits = _choice_logits(styles, self.item_style[pool], self.popularity[pool])
+            top, weights = _considered(logits)
+            block = np.zeros((len(styles), len(pool)), np.float32)
+            np.put_along_axis(block, top, weights.astype(np.float32), axis=1)
+            out[:, pool] = block
+        return out
 
 
 @dataclass
@@ -61,6 +111,7 @@ class SampleData:
     items: list[dict[str, str]]
     #: (user_id, item_id, interaction_type, timestamp ISO 8601, value), by time.
     interactions: list[tuple[str, str, str, str, str]]
+    latent: Latent | None = None
 
     @property
     def user_count(self) -> int:
@@ -138,13 +189,9 @@ def generate(
         fans = np.flatnonzero(taste[:, c] > 0)
         if len(fans) == 0:
             continue
-        logits = 2.0 * (user_style[fans] @ item_style[pool].T) / np.sqrt(_DIM)
-        logits += popularity[pool][None, :] * 0.5
-        k = min(_CONSIDERED, len(pool))
-        top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-        top_logits = np.take_along_axis(logits, top, axis=1)
-        weights = np.exp(top_logits - top_logits.max(axis=1, keepdims=True))
-        weights /= weights.sum(axis=1, keepdims=True)
+        logits = _choice_logits(user_style[fans], item_style[pool], popularity[pool])
+        top, weights = _considered(logits)
+        k = top.shape[1]
         considered[fans, c, :k] = pool[top]
         considered[fans, c, k:] = pool[top[:, :1]]
         cumulative[fans, c, :k] = np.cumsum(weights, axis=1)
@@ -220,7 +267,8 @@ def generate(
             strict=True,
         )
     ]
-    return SampleData(items=catalog, interactions=table)
+    latent = Latent(item_cat.astype(np.int64), item_style, popularity, taste, user_style)
+    return SampleData(items=catalog, interactions=table, latent=latent)
 
 
 def write_csv(data: SampleData, out: Path) -> tuple[Path, Path]:

@@ -6,6 +6,7 @@ Same path as a training job: the interactions become the worker's snapshot file
 in a spawned child process, reporting progress on a queue. What is printed: the data,
 per-epoch loss and validation NDCG@10/Recall@10 (the epochs the trainer evaluates),
 time, then the held-out test metrics against the popularity baseline on that split.
+``--ceiling`` prints instead what the store allows (``services.sampledata.ceiling``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bench_sample", "parse_overrides"]
+__all__ = ["bench_ceiling", "bench_sample", "parse_overrides"]
 
 #: The seed guide's promise for the sample store.
 TARGET_NDCG10 = 0.30
@@ -49,6 +50,34 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             overrides[name] = raw.strip()
     return overrides
+
+
+def bench_ceiling(
+    *, users: int, items: int, interactions: int, seed: int, samples: int
+) -> dict[str, float]:
+    """Print the ceiling figures of the sample store on the held-out test split."""
+    from services.sampledata import generate
+    from services.sampledata.ceiling import sample_store_ceiling
+    from services.training.hyper import PLATFORM_DEFAULTS
+
+    started = time.perf_counter()
+    data = generate(users=users, items=items, interactions=interactions, seed=seed)
+    print(
+        f"sample data: {data.user_count:,} users, {len(data.items):,} items, "
+        f"{len(data.interactions):,} interactions (seed {seed}); {samples:,} style samples"
+    )
+    figures = sample_store_ceiling(
+        data,
+        samples=samples,
+        test_fraction=PLATFORM_DEFAULTS["test_fraction"],
+        val_fraction=PLATFORM_DEFAULTS["val_fraction"],
+    )
+    best = figures["ceiling/ndcg@10"]
+    print(
+        f"a model that learned the items perfectly: NDCG@10 {best:.4f} on this split "
+        f"(target > {TARGET_NDCG10:.2f}; {time.perf_counter() - started:.0f} s)"
+    )
+    return figures
 
 
 def bench_sample(

@@ -80,3 +80,23 @@ def test_a_latent_baseline_clearly_beats_popularity() -> None:
     latent_ndcg = _ndcg_at_10(similar[evaluated], train[evaluated], held_out)
     assert latent_ndcg > 2 * pop_ndcg, (latent_ndcg, pop_ndcg)
     assert latent_ndcg > 0.15, latent_ndcg
+
+
+def test_the_latent_parameters_are_the_ones_the_interactions_came_from() -> None:
+    data = generate(users=400, items=300, interactions=6000, seed=9, now=NOW)
+    latent = data.latent
+    assert latent is not None
+    users = np.array([int(row[0].removeprefix("user_")) for row in data.interactions])
+    items = np.array([int(row[1].removeprefix("item_")) for row in data.interactions])
+    # Every interaction is with an item its user's style considers, in a liked category.
+    chance = latent.choice_probabilities(latent.user_style)
+    assert (chance[users, items] > 0).all()
+    assert (latent.taste[users, latent.item_category[items]] > 0).all()
+    # Each category's part of a row is a distribution over that category's items.
+    for c in np.unique(latent.item_category):
+        np.testing.assert_allclose(chance[:, latent.item_category == c].sum(1), 1.0, rtol=1e-5)
+    # And the same seed draws the same store.
+    again = generate(users=400, items=300, interactions=6000, seed=9, now=NOW)
+    assert again.interactions == data.interactions
+    assert again.latent is not None
+    np.testing.assert_array_equal(again.latent.user_style, latent.user_style)

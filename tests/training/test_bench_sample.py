@@ -40,3 +40,21 @@ def test_bad_overrides_are_usage_errors() -> None:
         assert done.returncode != 0
         assert says in done.stderr + done.stdout
         assert "Traceback" not in done.stderr
+
+
+def test_ceiling_prints_what_the_store_allows() -> None:
+    done = bench(
+        "--users", "300", "--items", "120", "--interactions", "3000",
+        "--ceiling", "--ceiling-samples", "500",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "oracle: true user styles and tastes" in done.stdout
+    assert "a model that learned the items perfectly: NDCG@10" in done.stdout
+    for args, says in (
+        (["--ceiling", "--ceiling-samples", "0"], "--ceiling-samples must be positive"),
+        (["--ceiling", "--set", "epochs=2"], "--ceiling does not train"),
+    ):
+        refused = bench(*args)
+        assert refused.returncode != 0
+        assert says in refused.stderr + refused.stdout
+        assert "Traceback" not in refused.stderr
