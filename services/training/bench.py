@@ -186,6 +186,8 @@ def bench_sample(
     )
     verdict = "meets" if ndcg > TARGET_NDCG10 else "MISSES"
     print(f"target NDCG@10 > {TARGET_NDCG10:.2f}: {verdict} ({ndcg:.4f})")
+    if ndcg <= TARGET_NDCG10:
+        print("what this store allows a learner: embrec bench sample --ceiling (same options)")
     return dict(metrics)
 
 

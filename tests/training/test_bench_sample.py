@@ -29,6 +29,8 @@ def test_small_store_trains_with_overrides() -> None:
     assert "l2=0.002" in done.stdout
     assert "(constant)" in done.stdout
     assert "held-out test split: NDCG@10" in done.stdout
+    # A miss points at what the store allows.
+    assert ("MISSES" in done.stdout) == ("embrec bench sample --ceiling" in done.stdout)
 
 
 def test_bad_overrides_are_usage_errors() -> None:
