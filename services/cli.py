@@ -279,6 +279,10 @@ def bench_train(
     run_bench(data_dir / "train.txt.gz", data_dir / "test.txt.gz", minutes=minutes)
 
 
+#: Largest users x items table ``bench sample --ceiling`` builds (it holds ~4 at once).
+CEILING_MAX_TABLE_GIB = 1.0
+
+
 @bench_app.command("sample")
 def bench_sample(
     users: Annotated[int, typer.Option(help="Users in the sample store.")] = 10_000,
@@ -316,6 +320,15 @@ def bench_sample(
             raise UsageError("--ceiling-samples must be positive")
         if set_:
             raise UsageError("--set changes training; --ceiling does not train")
+        # Several users x items float32 tables are held at once (the averaged choice
+        # probabilities, the oracle's, the scores): refuse what would not fit, clearly.
+        table_gib = users * items * 4 / 2**30
+        if table_gib > CEILING_MAX_TABLE_GIB:
+            raise UsageError(
+                f"--ceiling holds several users x items tables of {table_gib:.1f} GiB each; "
+                f"use a store with users x items under "
+                f"{int(CEILING_MAX_TABLE_GIB * 2**30 / 4):,}"
+            )
         bench_ceiling(
             users=users, items=items, interactions=interactions, seed=seed, samples=ceiling_samples
         )

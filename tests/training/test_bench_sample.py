@@ -63,6 +63,7 @@ def test_ceiling_prints_what_the_store_allows() -> None:
     for args, says in (
         (["--ceiling", "--ceiling-samples", "0"], "--ceiling-samples must be positive"),
         (["--ceiling", "--set", "epochs=2"], "--ceiling does not train"),
+        (["--ceiling", "--users", "100000", "--items", "50000"], "users x items tables"),
     ):
         refused = bench(*args)
         assert refused.returncode != 0
