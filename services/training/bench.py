@@ -18,9 +18,12 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from services.sampledata import SampleData
 
 __all__ = ["bench_ceiling", "bench_sample", "parse_overrides"]
 
@@ -52,20 +55,30 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def bench_ceiling(
-    *, users: int, items: int, interactions: int, seed: int, samples: int
-) -> dict[str, float]:
-    """Print the ceiling figures of the sample store on the held-out test split."""
+def _sample_store(users: int, items: int, interactions: int, seed: int) -> SampleData:
+    """Generate the store and print what it is."""
     from services.sampledata import generate
-    from services.sampledata.ceiling import sample_store_ceiling
-    from services.training.hyper import PLATFORM_DEFAULTS
 
     started = time.perf_counter()
     data = generate(users=users, items=items, interactions=interactions, seed=seed)
     print(
         f"sample data: {data.user_count:,} users, {len(data.items):,} items, "
-        f"{len(data.interactions):,} interactions (seed {seed}); {samples:,} style samples"
+        f"{len(data.interactions):,} interactions (seed {seed}; "
+        f"generated in {time.perf_counter() - started:.1f} s)"
     )
+    return data
+
+
+def bench_ceiling(
+    *, users: int, items: int, interactions: int, seed: int, samples: int
+) -> dict[str, float]:
+    """Print the ceiling figures of the sample store on the held-out test split."""
+    from services.sampledata.ceiling import sample_store_ceiling
+    from services.training.hyper import PLATFORM_DEFAULTS
+
+    started = time.perf_counter()
+    data = _sample_store(users, items, interactions, seed)
+    print(f"{samples:,} style samples")
     figures = sample_store_ceiling(
         data,
         samples=samples,
@@ -89,17 +102,10 @@ def bench_sample(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the sample store with the platform defaults (plus ``overrides``); print."""
-    from services.sampledata import generate
     from services.training.hyper import trainer_overrides
     from services.training.runner import run_training
 
-    started = time.perf_counter()
-    data = generate(users=users, items=items, interactions=interactions, seed=seed)
-    print(
-        f"sample data: {data.user_count:,} users, {len(data.items):,} items, "
-        f"{len(data.interactions):,} interactions (seed {seed}; "
-        f"generated in {time.perf_counter() - started:.1f} s)"
-    )
+    data = _sample_store(users, items, interactions, seed)
     resolved, max_seconds = trainer_overrides({})
     resolved.update(overrides or {})
     with tempfile.TemporaryDirectory(prefix="embrec-bench-sample-") as tmp:
