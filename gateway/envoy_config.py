@@ -47,6 +47,8 @@ from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
 from envoy_data_plane.envoy.config.cluster.v3 import (
     Cluster,
+    ClusterCommonLbConfig,
+    ClusterCommonLbConfigConsistentHashingLbConfig,
     ClusterCustomClusterType,
     ClusterDiscoveryType,
     ClusterLbPolicy,
@@ -185,6 +187,13 @@ class GatewaySettings:
     cors_allowed_origins: tuple[str, ...] = ("http://localhost:8090", "http://127.0.0.1:8090")
     retrieval_ring_hash: bool = True
     """Route retrieval by a ring hash on x-tenant-id, so a tenant's index stays warm."""
+    retrieval_hash_balance_factor: int | None = 150
+    """Bounded-load ring hash (percent, >= 100): a replica takes a tenant's request only
+    while its outstanding requests are under this share of the replicas' average, else
+    the next replica on the ring does. A hot tenant spills over instead of queueing on
+    one replica; a quiet one stays on its own. None: plain ring hash. At 1,000 req/s of
+    one tenant on two replicas, 150 moved ~8 % of requests and p99 from 19-47 to 17-27
+    ms (docs/retrieval-service.md)."""
     retrieval_fallback_upstream: tuple[str, int] | None = None
     """Where a popular-only retrieval responder listens (a retrieval server with
     ``EMBREC_RETRIEVAL_POPULAR_ONLY=true``). When set, a caller whose retrievers are all
@@ -689,6 +698,7 @@ def _cluster(
         type=ClusterDiscoveryType.STATIC if _is_ip(host) else ClusterDiscoveryType.STRICT_DNS,
         connect_timeout=timedelta(seconds=1),
         lb_policy=ClusterLbPolicy.RING_HASH if ring_hash else ClusterLbPolicy.ROUND_ROBIN,
+        common_lb_config=_bounded_load(settings) if ring_hash else None,
         load_assignment=ClusterLoadAssignment(
             cluster_name=name,
             endpoints=[
@@ -723,6 +733,19 @@ def _cluster(
             )
         ],
         outlier_detection=outlier_detection,
+    )
+
+
+def _bounded_load(settings: GatewaySettings) -> ClusterCommonLbConfig | None:
+    factor = settings.retrieval_hash_balance_factor
+    if factor is None:
+        return None
+    if factor < 100:
+        raise ValueError(f"retrieval_hash_balance_factor must be >= 100 (percent), got {factor}")
+    return ClusterCommonLbConfig(
+        consistent_hashing_lb_config=ClusterCommonLbConfigConsistentHashingLbConfig(
+            hash_balance_factor=factor
+        )
     )
 
 

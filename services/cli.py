@@ -375,6 +375,13 @@ def bench_serve(
         bool,
         typer.Option(help="Ring hash on the tenant (production); off = round robin over replicas."),
     ] = True,
+    hash_balance_factor: Annotated[
+        int,
+        typer.Option(
+            help="Bounded-load ring hash: a replica over this % of the average outstanding "
+            "requests passes a request on (production 150; 0 = plain ring hash)."
+        ),
+    ] = 150,
     authz: Annotated[
         bool,
         typer.Option(
@@ -400,6 +407,8 @@ def bench_serve(
     """Recommend through Envoy (gRPC and REST): req/s, p50/p95/p99, errors, cache hits."""
     from services.retrieval.bench import bench_serve as run_bench
 
+    if hash_balance_factor != 0 and hash_balance_factor < 100:
+        raise UsageError("--hash-balance-factor is a percentage >= 100, or 0 for none")
     protocols = ("grpc", "rest") if protocol == "both" else (protocol,)
     run_bench(
         REPO_ROOT,
@@ -414,6 +423,7 @@ def bench_serve(
         database_url=database_url,
         redis_url=redis_url,
         ring_hash=ring_hash,
+        hash_balance_factor=hash_balance_factor or None,
         authz=authz,
         loadgen=loadgen,
         rate=rate,

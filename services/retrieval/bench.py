@@ -245,6 +245,7 @@ def _envoy_config(
     replicas: list[int],
     *,
     ring_hash: bool = True,
+    hash_balance_factor: int | None = 150,
     authz: bool = True,
     error_log: Path | None = None,
 ) -> None:
@@ -258,6 +259,7 @@ def _envoy_config(
         upstreams={"retrieval": ("127.0.0.1", replicas[0])},
         access_log=False,  # a log line per request would be measured too
         retrieval_ring_hash=ring_hash,
+        retrieval_hash_balance_factor=hash_balance_factor,
     )
     if authz:
         settings = secured(settings)
@@ -389,6 +391,7 @@ def bench_serve(
     database_url: str = "",
     redis_url: str = "",
     ring_hash: bool = True,
+    hash_balance_factor: int | None = 150,
     authz: bool = True,
     loadgen: str = "auto",
     rate: float = 1000.0,
@@ -463,6 +466,7 @@ def bench_serve(
                 gateway_port,
                 replica_ports,
                 ring_hash=ring_hash,
+                hash_balance_factor=hash_balance_factor,
                 authz=authz,
                 error_log=error_log,
             )
@@ -494,7 +498,11 @@ def bench_serve(
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the model never served: {warm.first_error or 'fallbacks'}")
-            balancing = "ring hash" if ring_hash else "round robin"
+            balancing = "round robin"
+            if ring_hash:
+                balancing = "ring hash" + (
+                    f" (bounded load {hash_balance_factor} %)" if hash_balance_factor else ""
+                )
             h2 = loadgen == "h2load"
             h2_users = [f"user_{k}" for k in range(max(1, min(h2load_users, concurrency)))]
             clients = (

@@ -197,9 +197,18 @@ def test_retrieval_uses_ring_hash_on_the_tenant(settings: GatewaySettings) -> No
     assert "lb_policy" not in clusters["platform"]  # ROUND_ROBIN, the default
     route = _routes(config)["embrec.retrieval.v1.RetrievalService"]["route"]
     assert route["hash_policy"] == [{"header": {"header_name": "x-tenant-id"}}]
+    # Bounded load: a hot tenant spills to the next replica on the ring.
+    bounded = clusters["retrieval"]["common_lb_config"]["consistent_hashing_lb_config"]
+    assert bounded == {"hash_balance_factor": 150}
+    assert "common_lb_config" not in clusters["platform"]
+    plain = build_config(replace(settings, retrieval_hash_balance_factor=None))
+    assert not any("common_lb_config" in c for c in plain["static_resources"]["clusters"])
+    with pytest.raises(ValueError, match=">= 100"):
+        build_config(replace(settings, retrieval_hash_balance_factor=99))
     off = build_bootstrap(replace(settings, retrieval_ring_hash=False))
     lb = {c.name: c.lb_policy for c in off.static_resources.clusters}
     assert lb["retrieval"] == ClusterLbPolicy.ROUND_ROBIN
+    assert all(c.common_lb_config is None for c in off.static_resources.clusters)
 
 
 def test_retrieval_fallback_only_when_configured(settings: GatewaySettings) -> None:
