@@ -12,7 +12,7 @@ The user's style is inferred by importance sampling: styles are drawn from the
 generator's prior (standard normal), weighted by the likelihood of the user's history
 pairs under the choice rule, and the predicted probabilities are averaged with those
 weights. More samples → closer to the exact posterior (the figures rise slowly with
-the sample count; docs/training-service.md gives them at 8K, 30K and 100K). The
+the sample count; docs/training-service.md gives them at 30K, 100K and 300K). The
 category a session is in is inferred from the history too: half the weight on the
 recent items' categories, half on all of them.
 
