@@ -9,12 +9,13 @@ rate limit, one without — so the difference is the gateway's overhead per requ
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from services.runtime.ports import free_ports
 
 __all__ = ["bench_authz"]
 
@@ -140,12 +141,6 @@ async def _run(requests: int, repo_root: Path) -> None:
     print(f"  gateway overhead       {overhead * 1e6:8.1f} µs per request (median difference)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _through_envoy(
     data: Path, repo_root: Path, port: int, token: str, body: bytes, requests: int
 ) -> dict[str, list[float]]:
@@ -156,7 +151,7 @@ async def _through_envoy(
 
     results: dict[str, list[float]] = {}
     for secure in (False, True):
-        listen, admin = _free_port(), _free_port()
+        listen, admin = free_ports(2)
         envoy_settings = load_settings(
             data_dir=data / f"envoy-{secure}",
             envoy_port=listen,

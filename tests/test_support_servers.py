@@ -242,6 +242,38 @@ def test_start_envoy_picks_other_ports_when_one_was_taken(
             envoy.close()
 
 
+def test_start_envoy_never_gives_listener_and_admin_one_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A closed probe socket's port can come straight back from the next probe.
+    same, other = free_port(), free_port()
+    picks = [same, same, other]
+    monkeypatch.setattr(servers, "free_port", lambda: picks.pop(0) if picks else free_port())
+    used: list[tuple[int, int]] = []
+
+    def configure(listen: int, admin: int) -> Path:
+        used.append((listen, admin))
+        path = tmp_path / f"envoy-{len(used)}.yaml"
+        path.write_text(_envoy_config(admin, listen))
+        return path
+
+    envoy, listen = start_envoy(configure, tmp_path)
+    try:
+        assert used == [(same, other)] and listen == same
+    finally:
+        envoy.close()
+
+
+def test_only_the_latest_start_decides_whether_a_port_was_taken(tmp_path: Path) -> None:
+    log = tmp_path / "envoy.log"
+    start = "=== embrec test support: starting envoy on port 1"
+    log.write_text(f"{start}\ncannot bind: Address already in use\n{start}\nbad config\n")
+    assert not servers.port_was_taken(log)  # a retry would not help this one
+    log.write_text(f"{start}\nbad config\n{start}\ncannot bind: Address already in use\n")
+    assert servers.port_was_taken(log)
+    assert not servers.port_was_taken(tmp_path / "missing.log")
+
+
 def test_envoy_validate_rejects_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("static_resources:\n  listeners:\n  - name: x\n    bogus_field: 1\n")

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from embrec.ingestion.v1 import ingestion_service_pb2 as svc
 from embrec.ingestion.v1 import ingestion_service_pb2_grpc
 from embrec.ingestion.v1 import resources_pb2 as pb
 from services.identity.credentials import Principal, principal_headers
+from services.runtime.ports import free_ports
 from services.storage.db import create_engine
 from services.storage.models import Tenant, utcnow
 
@@ -53,12 +53,6 @@ __all__ = ["bench_ingest", "write_interactions_csv"]
 _CHUNK = 256 * 1024
 _TYPES = ("view", "click", "add_to_cart", "purchase")
 _TYPE_P = (0.70, 0.20, 0.06, 0.04)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_items_csv(path: Path, n_items: int) -> None:
@@ -203,7 +197,7 @@ def bench_ingest(
             f"generated {rows:,} interactions ({size_mb:.0f} MB) in "
             f"{time.perf_counter() - started:.1f} s; database: {url.split(':')[0]}"
         )
-        port = _free_port()
+        (port,) = free_ports(1)
         env = {
             "EMBREC_DATA_DIR": str(work / "data"),
             "EMBREC_DATABASE_URL": url,

@@ -38,15 +38,11 @@ import numpy as np
 import yaml
 from sqlalchemy import insert
 
+from services.runtime.ports import free_ports
+
 __all__ = ["bench_serve"]
 
 _CATEGORIES = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, timeout: float = 60.0) -> None:
@@ -361,7 +357,7 @@ def _redis(url: str, workdir: Path) -> Iterator[tuple[str, int]]:
     if binary is None:
         yield "", 0
         return
-    port = _free_port()
+    (port,) = free_ports(1)
     process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=workdir,
@@ -438,9 +434,9 @@ def bench_serve(
             "OPENBLAS_NUM_THREADS": "1",
         }
         envoy: Any = None
-        gateway_port = _free_port()
-        replica_ports = [_free_port() for _ in range(replicas)]
-        metrics_ports = [_free_port() for _ in range(replicas)]
+        # Every port this run binds, picked at once so no two are the same.
+        gateway_port, listen, admin, *ports = free_ports(3 + 2 * replicas)
+        replica_ports, metrics_ports = ports[:replicas], ports[replicas:]
         try:
             _serve(
                 children, "gateway", "gateway", gateway_port, {**env, "EMBREC_METRICS_PORT": "0"}
@@ -455,7 +451,6 @@ def bench_serve(
                 )
             for port in (gateway_port, *replica_ports):
                 _wait_port(port)
-            listen, admin = _free_port(), _free_port()
             config = work / "envoy.yaml"
             error_log = work / "envoy-errors.log"
             _envoy_config(

@@ -119,6 +119,18 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 # Envoy, Tansu and redis say this in different words when the port is taken.
 _ADDR_IN_USE = re.compile(r"address already in use|addrinuse|address in use", re.IGNORECASE)
+#: Written to a server's log before each start (the log is appended to across starts).
+_START_MARKER = "=== embrec test support: starting"
+
+
+def port_was_taken(path: Path) -> bool:
+    """Whether the latest start logged in ``path`` failed on a port already in use (an
+    earlier start's failure in the same appended log does not count)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False
+    return bool(_ADDR_IN_USE.search(text.rpartition(_START_MARKER)[2]))
 
 
 # ---------------------------------------------------------------- binaries
@@ -303,7 +315,7 @@ class _Server:
                 self._spawn_and_wait()
                 break
             except ServerStartError:
-                if attempt + 1 < attempts and _ADDR_IN_USE.search(log_tail(self.log_path, 10)):
+                if attempt + 1 < attempts and port_was_taken(self.log_path):
                     self.port = free_port()
                     continue
                 raise
@@ -380,9 +392,7 @@ class _Server:
         log = self.log_path.open("ab")
         began = time.monotonic()
         try:
-            log.write(
-                f"\n=== embrec test support: starting {self.name} on port {self.port}\n".encode()
-            )
+            log.write(f"\n{_START_MARKER} {self.name} on port {self.port}\n".encode())
             log.flush()
             proc = subprocess.Popen(
                 self._command(),
@@ -730,13 +740,15 @@ def start_envoy(
     picked again.
     """
     for attempt in range(attempts):
-        listen, admin = free_port(), free_port()
+        listen = free_port()
+        admin = free_port()
+        while admin == listen:  # a closed probe socket's port can come back at once
+            admin = free_port()
         envoy = EnvoyProcess(configure(listen, admin), admin, workdir=workdir)
         try:
             envoy.start()
         except ServerStartError:
-            taken = _ADDR_IN_USE.search(log_tail(envoy.log_path, 10))
-            if attempt + 1 < attempts and taken:
+            if attempt + 1 < attempts and port_was_taken(envoy.log_path):
                 envoy.close()
                 continue
             raise
