@@ -144,13 +144,14 @@ async def test_grpc_errors_h2load_cannot_see_are_counted_from_envoys_error_log(
     """A gRPC error is HTTP 200 with grpc-status in the trailers: h2load counts it as a
     success, the bench's Envoy error log (non-OK gRPC statuses only) does not."""
     from services.embedded import EnvoyChild
-    from services.retrieval.bench import _envoy_config, _free_port, _log_lines
+    from services.retrieval.bench import _envoy_config, _log_lines
+    from services.runtime.ports import free_ports
 
     stack = await stack_factory()
     shop = await make_shop(stack, n_items=50)
     token = dict(shop.metadata())["authorization"].removeprefix("Bearer ")
     port = stack.runtime.port
-    listen, admin = _free_port(), _free_port()
+    listen, admin = free_ports(2)
     config, error_log = tmp_path / "envoy.yaml", tmp_path / "errors.log"
     # No ext_authz: the service itself judges the credential.
     _envoy_config(REPO_ROOT, config, listen, admin, port, [port], authz=False, error_log=error_log)
