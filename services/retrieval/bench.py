@@ -434,8 +434,8 @@ def bench_serve(
             "OPENBLAS_NUM_THREADS": "1",
         }
         envoy: Any = None
-        # Every port this run binds, picked at once so no two are the same.
-        gateway_port, listen, admin, *ports = free_ports(3 + 2 * replicas)
+        # The services' ports, picked at once so no two are the same.
+        gateway_port, *ports = free_ports(1 + 2 * replicas)
         replica_ports, metrics_ports = ports[:replicas], ports[replicas:]
         try:
             _serve(
@@ -451,6 +451,9 @@ def bench_serve(
                 )
             for port in (gateway_port, *replica_ports):
                 _wait_port(port)
+            # Envoy's two, picked just before it binds them (the services hold theirs by
+            # now), so an outgoing connection has little time to take one first.
+            listen, admin = free_ports(2)
             config = work / "envoy.yaml"
             error_log = work / "envoy-errors.log"
             _envoy_config(

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
+from services.runtime.ports import free_ports
+
 __all__ = [
     "EnvoyConfigError",
     "EnvoyProcess",
@@ -740,10 +742,7 @@ def start_envoy(
     picked again.
     """
     for attempt in range(attempts):
-        listen = free_port()
-        admin = free_port()
-        while admin == listen:  # a closed probe socket's port can come back at once
-            admin = free_port()
+        listen, admin = free_ports(2)  # two one-at-a-time probes can return one port
         envoy = EnvoyProcess(configure(listen, admin), admin, workdir=workdir)
         try:
             envoy.start()
