@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-import yaml
 from grpc_health.v1 import health, health_pb2_grpc
 
-from gateway.envoy_config import GatewaySettings, build_config
+from services.retrieval.bench import _envoy_config
 from tests.support.servers import EnvoyProcess, free_port, start_envoy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,23 +66,13 @@ async def envoy_over_two_replicas(tmp_path: Path) -> AsyncIterator[StartEnvoy]:
         workdir.mkdir()
 
         def configure(listen: int, admin: int) -> Path:
-            settings = GatewaySettings(
-                base_dir=REPO_ROOT,
-                listen_port=listen,
-                admin_port=admin,
-                default_upstream=("127.0.0.1", free_port()),  # nothing else is called
-                upstreams={"retrieval": ("127.0.0.1", ports[0])},
-                access_log=False,
-            )
-            config = build_config(replace(settings, retrieval_hash_balance_factor=factor))
-            for cluster in config["static_resources"]["clusters"]:
-                if cluster["name"] == "retrieval":
-                    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-                    second = yaml.safe_load(yaml.safe_dump(endpoints[0]))
-                    second["endpoint"]["address"]["socket_address"]["port_value"] = ports[1]
-                    endpoints.append(second)
+            # The bench's config: both replicas in the retrieval cluster; nothing else
+            # is called, so the other clusters point at a closed port.
             path = workdir / "envoy.yaml"
-            path.write_text(yaml.safe_dump(config))
+            _envoy_config(
+                REPO_ROOT, path, listen, admin, free_port(), ports,
+                hash_balance_factor=factor, authz=False,
+            )  # fmt: skip
             return path
 
         envoy, listen = await asyncio.to_thread(start_envoy, configure, workdir)
