@@ -192,8 +192,9 @@ class GatewaySettings:
     while its outstanding requests are under this share of the replicas' average, else
     the next replica on the ring does. A hot tenant spills over instead of queueing on
     one replica; a quiet one stays on its own. None: plain ring hash. At 1,000 req/s of
-    one tenant on two replicas, 150 moved 4-8 % of the requests and the p99 median from
-    35 to 21.5 ms (docs/retrieval-service.md, "Bounded-load ring hash")."""
+    one tenant on two replicas, 150 moved about 4-8 % of the requests (judged by the
+    second replica's CPU share) and the p99 median from 35 to 21.5 ms
+    (docs/retrieval-service.md, "Bounded-load ring hash")."""
     retrieval_fallback_upstream: tuple[str, int] | None = None
     """Where a popular-only retrieval responder listens (a retrieval server with
     ``EMBREC_RETRIEVAL_POPULAR_ONLY=true``). When set, a caller whose retrievers are all
