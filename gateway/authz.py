@@ -63,11 +63,13 @@ from services.storage.models import ApiKey, Tenant
 __all__ = [
     "RATE_LIMIT_KEY_HEADER",
     "RATE_LIMIT_LIMIT_HEADER",
+    "AnswerMemo",
     "Authorizer",
     "AuthzRequest",
     "Decision",
     "TenantInfo",
     "VerifiedTokenCache",
+    "upstream_changes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -260,6 +262,33 @@ class _DecisionCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+A = TypeVar("A")
+
+
+class AnswerMemo(Generic[A]):
+    """A transport's answer per allowed decision, built once while the authorizer keeps
+    handing back the same cached :class:`Decision` object.
+
+    Keyed by the decision's identity; the entry holds the decision, so its id cannot be
+    reused by another object while the entry exists. Cleared when full.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._entries: dict[int, tuple[Decision, A]] = {}
+
+    def get(self, decision: Decision) -> A | None:
+        entry = self._entries.get(id(decision))
+        return entry[1] if entry is not None and entry[0] is decision else None
+
+    def put(self, decision: Decision, answer: A) -> None:
+        if not decision.allowed or decision.principal is None:
+            return  # denials and public decisions are never cached by the authorizer
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[id(decision)] = (decision, answer)
 
 
 def _token_expiry(token: str) -> float | None:
@@ -509,6 +538,17 @@ def _credential(headers: Mapping[str, str]) -> str | None:
         return value.strip()
     api_key = headers.get("x-api-key", "").strip()
     return api_key or None
+
+
+def upstream_changes(decision: Decision) -> tuple[dict[str, str], list[str]]:
+    """(headers to set, headers to remove) on the request an allowed decision lets through.
+
+    Empty values are not set (Envoy drops empty headers): such a header is removed, as is
+    every gateway header the decision does not set, so no client-sent copy survives.
+    """
+    kept = {k: v for k, v in decision.set_headers.items() if v}
+    removed = sorted({*decision.remove_headers, *(h for h in GATEWAY_HEADERS if h not in kept)})
+    return kept, removed
 
 
 def _deny(exc: EmbrecError, method: str) -> Decision:

@@ -2,8 +2,9 @@
 
 Prints figures only (budgets are read by people, not asserted). Everything runs on
 this machine: SQLite in a temporary directory, the services and the gateway module
-in this process, and two Envoys in front of them — one with ext_authz and the local
-rate limit, one without — so the difference is the gateway's overhead per request.
+in this process, and three Envoys in front of them, one after the other: one without
+ext_authz and rate limits, one asking authz over HTTP (what the configs use) and one
+over gRPC, so the differences are the gateway's overhead per request with each.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ async def _run(requests: int, repo_root: Path) -> None:
         settings = load_settings(
             data_dir=data,
             grpc_port=0,
+            authz_http_port=0,
             metrics_port=0,
             jwt_secret=_SECRET_A,
             internal_secret=_SECRET_B,
@@ -131,18 +133,34 @@ async def _run(requests: int, repo_root: Path) -> None:
             print(f"  JWT, new token         {_percentiles(fresh_times)}")
             print(f"  API key, cached        {_percentiles(key_times)}")
             print(f"  API key, uncached      {_percentiles(await _time(uncached, 300))}")
-            results = await _through_envoy(data, repo_root, port, token, body, requests)
+            authz_http_port = module.authz_http.port if module.authz_http else None
+            results = await _through_envoy(
+                data, repo_root, port, authz_http_port, token, body, requests
+            )
         finally:
             await runtime.stop()
     print("through Envoy, REST POST /api/v1/recommendations (a tenant without a model), sequential")
-    print(f"  without authz/limits   {_percentiles(results['plain'])}")
-    print(f"  with authz/limits      {_percentiles(results['secured'])}")
-    overhead = statistics.median(results["secured"]) - statistics.median(results["plain"])
-    print(f"  gateway overhead       {overhead * 1e6:8.1f} µs per request (median difference)")
+    plain = statistics.median(results["plain"])
+    print(f"  without authz/limits            {_percentiles(results['plain'])}")
+    for transport in _TRANSPORTS:
+        secured = results[transport]
+        print(f"  with authz over {transport:<4} + limits  {_percentiles(secured)}")
+        overhead = statistics.median(secured) - plain
+        print(f"    gateway overhead  {overhead * 1e6:8.1f} µs per request (median difference)")
+
+
+#: How Envoy asks for decisions: HTTP (what the configs use) and gRPC, measured alike.
+_TRANSPORTS = ("http", "grpc")
 
 
 async def _through_envoy(
-    data: Path, repo_root: Path, port: int, token: str, body: bytes, requests: int
+    data: Path,
+    repo_root: Path,
+    port: int,
+    authz_http_port: int | None,
+    token: str,
+    body: bytes,
+    requests: int,
 ) -> dict[str, list[float]]:
     import httpx
 
@@ -150,17 +168,25 @@ async def _through_envoy(
     from services.embedded import EnvoyChild, render_gateway_config
 
     results: dict[str, list[float]] = {}
-    for secure in (False, True):
+    for name in ("plain", *_TRANSPORTS):
+        secure = name != "plain"
         listen, admin = free_ports(2)
         envoy_settings = load_settings(
-            data_dir=data / f"envoy-{secure}",
+            data_dir=data / f"envoy-{name}",
             envoy_port=listen,
             envoy_admin_port=admin,
             jwt_secret=_SECRET_A,
             internal_secret=_SECRET_B,
         )
         envoy_settings.data_dir.mkdir(parents=True, exist_ok=True)
-        config = render_gateway_config(envoy_settings, repo_root, port, security=secure)
+        config = render_gateway_config(
+            envoy_settings,
+            repo_root,
+            port,
+            security=secure,
+            authz_http_port=authz_http_port,
+            authz_transport="grpc" if name == "grpc" else "http",
+        )
         envoy = EnvoyChild(config, admin, envoy_settings.data_dir / "envoy.log")
         await envoy.start()
         try:
@@ -175,7 +201,7 @@ async def _through_envoy(
                     )
 
                 await _time(call, 50)  # warm up connections and caches
-                results["secured" if secure else "plain"] = await _time(call, requests)
+                results[name] = await _time(call, requests)
         finally:
             envoy.stop()
     return results

@@ -112,6 +112,7 @@ from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any, Struct
 
 from gateway._descriptor import GrpcService, message_types, read_services
+from services.config import DEFAULT_AUTHZ_HTTP_PORT
 
 __all__ = [
     "GatewaySettings",
@@ -251,12 +252,15 @@ def secured(
     settings: GatewaySettings,
     authz_address: tuple[str, int] | None = None,
     *,
+    authz_http_port: int | None = DEFAULT_AUTHZ_HTTP_PORT,
     global_rate_limit: bool = False,
 ) -> GatewaySettings:
     """``settings`` with ext_authz, rate limits, security headers and a body limit.
 
-    ``authz_address`` is where the gateway's authz/RLS gRPC services listen; by default
-    the default upstream (the embedded single process).
+    ``authz_address`` is where the process hosting the ``gateway`` module serves gRPC
+    (RLS, and the gRPC ext_authz ``Check``); by default the default upstream (the
+    embedded single process). ext_authz goes over HTTP to ``authz_http_port`` on that
+    host (its ``EMBREC_AUTHZ_HTTP_PORT``), or over gRPC when it is None.
     """
     from dataclasses import replace
 
@@ -268,7 +272,9 @@ def secured(
     )
 
     host, port = authz_address or settings.upstream_for(PLATFORM_CLUSTER)
-    authz, limits, clusters = security_filters(host, port, global_rate_limit=global_rate_limit)
+    authz, limits, clusters = security_filters(
+        host, port, authz_http_port=authz_http_port, global_rate_limit=global_rate_limit
+    )
     return replace(
         settings,
         authz_filters=authz,

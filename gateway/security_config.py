@@ -7,9 +7,11 @@ them run before the transcoder re-matches the route, so none depends on the rout
 (FACTS): authz resolves the RPC itself (gateway/policy.py) and the rate-limit
 descriptors come from filter-level actions on headers that authz sets.
 
-* ext_authz: gRPC v3 to the ``gateway_authz`` cluster, fail closed (an authz outage is
-  503, never an open door), with the first 64 KiB of the body so authz can read a
-  tenant id named in a JSON or protobuf body.
+* ext_authz: to the ``gateway_authz`` cluster, fail closed (an authz outage is 503,
+  never an open door), with the first 64 KiB of the body so authz can read a tenant id
+  named in a JSON or protobuf body. Over HTTP/1.1 (gateway/authz_http.py; what the
+  generated configs use: a check costs a third of the gRPC transport's CPU) or gRPC v3
+  (``Check`` on the services' gRPC port).
 * local rate limit: one token bucket per tenant (``x-embrec-rl-key``) and plan
   (``x-plan``), sized from the plan table (gateway/plans.toml). Per Envoy.
 * global rate limit (optional; needs Redis): the RLS protocol to ``gateway_rls``,
@@ -30,6 +32,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HeaderValue,
     HeaderValueOption,
     Http2ProtocolOptions,
+    HttpUri,
     RuntimeFractionalPercent,
     SocketAddress,
 )
@@ -52,7 +55,13 @@ from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
     RateLimitDescriptorEntry,
     XRateLimitHeadersRfcVersion,
 )
-from envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3 import BufferSettings, ExtAuthz
+from envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3 import (
+    AuthorizationRequest,
+    AuthorizationResponse,
+    BufferSettings,
+    ExtAuthz,
+    HttpService,
+)
 from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
 from envoy_data_plane.envoy.extensions.filters.http.ratelimit.v3 import (
     RateLimit,
@@ -75,7 +84,8 @@ from envoy_data_plane.envoy.type.v3 import (
 )
 from envoy_data_plane.google.protobuf import Any
 
-from gateway.authz import RATE_LIMIT_KEY_HEADER, RATE_LIMIT_LIMIT_HEADER
+from gateway.authz import GATEWAY_HEADERS, RATE_LIMIT_KEY_HEADER, RATE_LIMIT_LIMIT_HEADER
+from gateway.authz_http import AUTHZ_PATH_PREFIX, CONTENT_TYPE_HEADER, PEER_HEADER
 from gateway.plans import PlanTable, load_plans
 from gateway.ratelimit import DESCRIPTOR_LIMIT, DESCRIPTOR_TENANT
 
@@ -84,16 +94,22 @@ __all__ = [
     "RLS_CLUSTER",
     "SECURITY_RESPONSE_HEADERS",
     "authz_filter",
+    "authz_http_filter",
     "global_rate_limit_filter",
     "grpc_cluster",
+    "http_cluster",
     "local_rate_limit_filter",
 ]
 
 AUTHZ_CLUSTER = "gateway_authz"
 RLS_CLUSTER = "gateway_rls"
 RLS_DOMAIN = "embrec"
-#: Request headers ext_authz forwards to the authz service (all that it reads).
-AUTHZ_REQUEST_HEADERS = ("authorization", "x-api-key", "content-type")
+#: Request headers ext_authz forwards to the authz service (all that it reads); the
+#: HTTP transport passes the content type under another name.
+AUTHZ_CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+AUTHZ_REQUEST_HEADERS = (*AUTHZ_CREDENTIAL_HEADERS, "content-type")
+#: Headers of a denial that reach the client (the HTTP transport passes only these).
+AUTHZ_DENIAL_HEADERS = ("content-type", "x-embrec-error-reason", "www-authenticate")
 #: Bytes of the request body ext_authz sees (enough for any tenant id near the top).
 AUTHZ_BODY_BYTES = 64 * 1024
 
@@ -131,8 +147,27 @@ def _grpc_service(cluster: str, timeout: timedelta) -> GrpcService:
     return GrpcService(envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=cluster), timeout=timeout)
 
 
+def _exact(names: Sequence[str]) -> ListStringMatcher:
+    return ListStringMatcher(patterns=[StringMatcher(exact=name) for name in names])
+
+
 def grpc_cluster(name: str, host: str, port: int) -> Cluster:
     """An HTTP/2 cluster for one of the gateway's gRPC services."""
+    cluster = http_cluster(name, host, port)
+    cluster.typed_extension_protocol_options = {
+        _HTTP_PROTOCOL_OPTIONS_KEY: Any.pack(
+            HttpProtocolOptions(
+                explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                    http2_protocol_options=Http2ProtocolOptions()
+                )
+            )
+        )
+    }
+    return cluster
+
+
+def http_cluster(name: str, host: str, port: int) -> Cluster:
+    """An HTTP/1.1 cluster (keep-alive connections; the HTTP ext_authz endpoint)."""
     return Cluster(
         name=name,
         type=ClusterDiscoveryType.STATIC if host[:1].isdigit() else ClusterDiscoveryType.STRICT_DNS,
@@ -153,15 +188,6 @@ def grpc_cluster(name: str, host: str, port: int) -> Cluster:
                 )
             ],
         ),
-        typed_extension_protocol_options={
-            _HTTP_PROTOCOL_OPTIONS_KEY: Any.pack(
-                HttpProtocolOptions(
-                    explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-                        http2_protocol_options=Http2ProtocolOptions()
-                    )
-                )
-            )
-        },
     )
 
 
@@ -177,9 +203,42 @@ def authz_filter(cluster: str = AUTHZ_CLUSTER, timeout: timedelta | None = None)
         # Only what the decision reads (gateway/authz.py): the credential and the content
         # type (gRPC or REST); method, path, body and peer address travel anyway. Every
         # other header would be copied into each Check request and parsed for nothing.
-        allowed_headers=ListStringMatcher(
-            patterns=[StringMatcher(exact=name) for name in AUTHZ_REQUEST_HEADERS]
+        allowed_headers=_exact(AUTHZ_REQUEST_HEADERS),
+    )
+    return HttpFilter(name="envoy.filters.http.ext_authz", typed_config=Any.pack(config))
+
+
+def authz_http_filter(cluster: str = AUTHZ_CLUSTER, timeout: timedelta | None = None) -> HttpFilter:
+    """ext_authz over HTTP: the same decision as :func:`authz_filter`, answered by
+    gateway/authz_http.py (see its docstring for the exchange)."""
+    timeout = timeout or timedelta(seconds=2)
+    config = ExtAuthz(
+        http_service=HttpService(
+            server_uri=HttpUri(uri=f"http://{cluster}", cluster=cluster, timeout=timeout),
+            path_prefix=AUTHZ_PATH_PREFIX,
+            authorization_request=AuthorizationRequest(
+                # The client's address, as the gRPC transport's source attribute gives it,
+                # and its content type under another name: as `content-type` a gRPC one
+                # made Envoy read its own failure to reach authz as an allow
+                # (gateway/authz_http.py). Client-sent copies are overwritten.
+                headers_to_add=[
+                    HeaderValue(key=PEER_HEADER, value="%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+                    HeaderValue(key=CONTENT_TYPE_HEADER, value="%REQ(content-type)%"),
+                ]
+            ),
+            authorization_response=AuthorizationResponse(
+                # Set on the upstream request, replacing any client-sent copy; the answer
+                # names the rest in x-envoy-auth-headers-to-remove.
+                allowed_upstream_headers=_exact(GATEWAY_HEADERS),
+                allowed_client_headers=_exact(AUTHZ_DENIAL_HEADERS),
+            ),
         ),
+        failure_mode_allow=False,
+        with_request_body=BufferSettings(
+            max_request_bytes=AUTHZ_BODY_BYTES, allow_partial_message=True
+        ),
+        status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
+        allowed_headers=_exact(AUTHZ_CREDENTIAL_HEADERS),
     )
     return HttpFilter(name="envoy.filters.http.ext_authz", typed_config=Any.pack(config))
 
@@ -273,13 +332,19 @@ def global_rate_limit_filter(
 
 
 def security_filters(
-    host: str, port: int, *, global_rate_limit: bool
+    host: str, port: int, *, authz_http_port: int | None, global_rate_limit: bool
 ) -> tuple[list[HttpFilter], list[HttpFilter], list[Cluster]]:
-    """(authz filters, rate-limit filters, clusters) for a gateway whose authz and RLS
-    services listen on ``host:port``."""
-    authz = [authz_filter()]
+    """(authz filters, rate-limit filters, clusters) for a gateway whose gRPC services
+    (RLS, and the gRPC ``Check``) listen on ``host:port``; ext_authz goes over HTTP to
+    ``host:authz_http_port`` when that is given, else over gRPC."""
     limits = [local_rate_limit_filter()]
-    clusters: Sequence[Cluster] = [grpc_cluster(AUTHZ_CLUSTER, host, port)]
+    clusters: Sequence[Cluster]
+    if authz_http_port is not None:
+        authz = [authz_http_filter()]
+        clusters = [http_cluster(AUTHZ_CLUSTER, host, authz_http_port)]
+    else:
+        authz = [authz_filter()]
+        clusters = [grpc_cluster(AUTHZ_CLUSTER, host, port)]
     if global_rate_limit:
         limits.append(global_rate_limit_filter())
         clusters = [*clusters, grpc_cluster(RLS_CLUSTER, host, port)]

@@ -1,9 +1,12 @@
-"""The gateway's gRPC services for Envoy: ext_authz ``Check`` and RLS ``ShouldRateLimit``.
+"""The gateway's services for Envoy: ext_authz and RLS ``ShouldRateLimit``.
 
-Thin adapters over gateway/authz.py and gateway/ratelimit.py, registered on the
-runtime's grpc.aio server as the ``gateway`` module (services/app.py), so in the
-embedded mode Envoy's authz and rate-limit clusters point at the services' own port.
-Messages come from gateway/_gen (Envoy's protos, trimmed; third_party/envoy_min).
+Thin adapters over gateway/authz.py and gateway/ratelimit.py, hosted by the runtime as
+the ``gateway`` module (services/app.py). ext_authz has two transports over one
+:class:`~gateway.authz.Authorizer`: HTTP on ``authz_http_port`` (gateway/authz_http.py;
+what the generated Envoy configs use, for its lower cost a check) and the gRPC v3
+``Check`` on the runtime's grpc.aio server (``secured(..., authz_http_port=None)``).
+RLS is gRPC only. In the embedded mode Envoy's clusters point at this process's ports.
+gRPC messages come from gateway/_gen (Envoy's protos, trimmed; third_party/envoy_min).
 
 A bus watcher (``embrec.audit``, a consumer group of its own per process so every
 replica sees every event) drops cached API keys and tenants when an ``apikey.*`` or
@@ -30,7 +33,8 @@ from gateway._gen import (
     envoy_ratelimit_pb2,
     envoy_ratelimit_pb2_grpc,
 )
-from gateway.authz import GATEWAY_HEADERS, Authorizer, AuthzRequest, Decision
+from gateway.authz import AnswerMemo, Authorizer, AuthzRequest, Decision, upstream_changes
+from gateway.authz_http import AuthzHttpServer
 from gateway.plans import load_plans
 from gateway.policy import build_policy
 from gateway.ratelimit import RedisRateLimiter
@@ -56,10 +60,7 @@ def _header(key: str, value: str) -> envoy_authz_pb2.HeaderValueOption:
 
 def check_response(decision: Decision) -> envoy_authz_pb2.CheckResponse:
     if decision.allowed:
-        kept = {k: v for k, v in decision.set_headers.items() if v}
-        # Empty values are not sent (Envoy drops empty headers): such a header is removed,
-        # so no client-sent copy survives either way.
-        removed = sorted({*decision.remove_headers, *(h for h in GATEWAY_HEADERS if h not in kept)})
+        kept, removed = upstream_changes(decision)
         return envoy_authz_pb2.CheckResponse(
             status=status_pb2.Status(code=code_pb2.OK),
             ok_response=envoy_authz_pb2.OkHttpResponse(
@@ -84,27 +85,16 @@ def check_response(decision: Decision) -> envoy_authz_pb2.CheckResponse:
     )
 
 
-#: CheckResponses kept for reused (cached) decisions; cleared when full.
-_MAX_RESPONSES = 10_000
-
-
 class AuthorizationServicer(envoy_authz_pb2_grpc.AuthorizationServicer):
     def __init__(self, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
-        # The authorizer hands back the same Decision object while it caches it, so its
-        # response is built once: id(decision) -> (decision, response). Holding the
-        # decision keeps its id from being reused while the entry exists.
-        self._responses: dict[int, tuple[Decision, envoy_authz_pb2.CheckResponse]] = {}
+        self._responses: AnswerMemo[envoy_authz_pb2.CheckResponse] = AnswerMemo()
 
     def _response(self, decision: Decision) -> envoy_authz_pb2.CheckResponse:
-        entry = self._responses.get(id(decision))
-        if entry is not None and entry[0] is decision:
-            return entry[1]
-        response = check_response(decision)
-        if decision.allowed and decision.principal is not None:
-            if len(self._responses) >= _MAX_RESPONSES:
-                self._responses.clear()
-            self._responses[id(decision)] = (decision, response)
+        response = self._responses.get(decision)
+        if response is None:
+            response = check_response(decision)
+            self._responses.put(decision, response)
         return response
 
     async def Check(
@@ -179,6 +169,8 @@ class GatewayModule(WorkingModule):
     authorizer: Authorizer | None = None
     limiter: RedisRateLimiter | None = None
     collectors: list[Collector] = field(default_factory=list)
+    #: Envoy's HTTP ext_authz endpoint; its port is bound when the module is built.
+    authz_http: AuthzHttpServer | None = None
 
 
 def module(ctx: ServiceContext) -> GatewayModule:
@@ -201,6 +193,7 @@ def module(ctx: ServiceContext) -> GatewayModule:
         )
     limiter = RedisRateLimiter(redis)
     authz_servicer = AuthorizationServicer(authorizer)
+    authz_http = AuthzHttpServer(authorizer, ctx.settings.grpc_host, ctx.settings.authz_http_port)
     rls_servicer = RateLimitServicer(limiter)
 
     async def watch(stop: asyncio.Event) -> None:
@@ -215,6 +208,9 @@ def module(ctx: ServiceContext) -> GatewayModule:
 
         await consumer.run(handle, stop)
 
+    async def close_authz_http() -> None:
+        authz_http.close()
+
     def register(server: grpc.aio.Server) -> None:
         envoy_authz_pb2_grpc.add_AuthorizationServicer_to_server(authz_servicer, server)
         envoy_ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(rls_servicer, server)
@@ -223,9 +219,10 @@ def module(ctx: ServiceContext) -> GatewayModule:
         name="gateway",
         names=[AUTHZ_SERVICE, RLS_SERVICE],
         register=register,
-        background=[watch],
-        on_stop=[limiter.close],
+        background=[watch, authz_http.serve],
+        on_stop=[limiter.close, close_authz_http],
         authorizer=authorizer,
         limiter=limiter,
         collectors=limiter.collectors(),
+        authz_http=authz_http,
     )

@@ -167,7 +167,8 @@ def _generate_into(root: Path) -> None:
     embedded = default_embedded_settings(root)
     write(embedded, root / "envoy" / "envoy.yaml")
     # Compose: one container per service on 50051; /health goes to `tenant`, which
-    # probes its peers; authz and the global rate limit (Redis) run in `gateway`.
+    # probes its peers; authz (HTTP, gateway:50052) and the global rate limit (Redis)
+    # run in `gateway`.
     # The descriptor is mounted beside the config in the image.
     plain = GatewaySettings(base_dir=root, default_upstream=("127.0.0.1", 50051))
     compose_base = secured(plain, ("gateway", 50051), global_rate_limit=True)
@@ -389,6 +390,13 @@ def bench_serve(
             "the JWT itself, to measure what the authz hop costs."
         ),
     ] = True,
+    authz_transport: Annotated[
+        str,
+        typer.Option(
+            help="How Envoy asks for authz decisions: 'http' (production) or 'grpc' (the "
+            "v3 Check service), to compare the two."
+        ),
+    ] = "http",
     loadgen: Annotated[
         str,
         typer.Option(
@@ -409,6 +417,8 @@ def bench_serve(
 
     if hash_balance_factor != 0 and hash_balance_factor < 100:
         raise UsageError("--hash-balance-factor is a percentage >= 100, or 0 for none")
+    if authz_transport not in ("http", "grpc"):
+        raise UsageError("--authz-transport is 'http' or 'grpc'")
     protocols = ("grpc", "rest") if protocol == "both" else (protocol,)
     run_bench(
         REPO_ROOT,
@@ -425,6 +435,7 @@ def bench_serve(
         ring_hash=ring_hash,
         hash_balance_factor=hash_balance_factor or None,
         authz=authz,
+        authz_transport=authz_transport,
         loadgen=loadgen,
         rate=rate,
         h2load_users=h2load_users,

@@ -14,10 +14,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULT_AUTHZ_HTTP_PORT", "ConfigError", "Settings", "load_settings"]
 
 ENV_PREFIX = "EMBREC_"
 SERVICE_NAMES = ("tenant", "ingestion", "training", "retrieval", "audit")
+#: The gateway's HTTP ext_authz listener, beside the gRPC services' 50051.
+DEFAULT_AUTHZ_HTTP_PORT = 50052
 MIN_SECRET_LENGTH = 32
 
 
@@ -96,6 +98,13 @@ class Settings(BaseSettings):
     # Serving.
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
+    authz_http_port: int = Field(
+        default=DEFAULT_AUTHZ_HTTP_PORT,
+        ge=0,
+        le=65535,
+        description="Where a process hosting `gateway` answers Envoy's ext_authz checks "
+        "over HTTP (on grpc_host; 0 = any free port).",
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics.")
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto",

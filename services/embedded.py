@@ -23,12 +23,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 
 from services.config import SERVICE_NAMES, ConfigError, Settings
 
-__all__ = ["find_envoy", "run_embedded"]
+if TYPE_CHECKING:
+    from services.runtime.server import Runtime
+
+__all__ = ["bound_authz_http_port", "find_envoy", "run_embedded"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +56,31 @@ def gateway_security_enabled(settings: Settings) -> bool:
     return settings.jwt_secret is not None and settings.internal_secret is not None
 
 
+def bound_authz_http_port(runtime: Runtime) -> int | None:
+    """The port the runtime's ``gateway`` module answers ext_authz on (None: no gateway)."""
+    for module in runtime.modules:
+        authz_http = getattr(module, "authz_http", None)
+        if authz_http is not None:
+            return int(authz_http.port)
+    return None
+
+
 def render_gateway_config(
-    settings: Settings, repo_root: Path, upstream_port: int, *, security: bool | None = None
+    settings: Settings,
+    repo_root: Path,
+    upstream_port: int,
+    *,
+    security: bool | None = None,
+    authz_http_port: int | None = None,
+    authz_transport: Literal["http", "grpc"] = "http",
 ) -> Path:
     """Write this run's Envoy config (absolute descriptor path, our ports) to the data dir.
 
     With ``security`` (default: when the identity secrets are set) Envoy calls this
-    process's authz and rate-limit services (the ``gateway`` module) on the same port,
-    and the global rate limit when a Redis is configured.
+    process's authz (over HTTP on ``authz_http_port``, default the settings' port, or
+    over gRPC on ``upstream_port`` with ``authz_transport="grpc"``) and rate-limit
+    services (the ``gateway`` module), and the global rate limit when a Redis is
+    configured.
     """
     from gateway.envoy_config import default_embedded_settings, secured, write
 
@@ -76,7 +97,13 @@ def render_gateway_config(
     if security is None:
         security = gateway_security_enabled(settings)
     if security:
-        gateway = secured(gateway, global_rate_limit=bool(settings.redis_url))
+        gateway = secured(
+            gateway,
+            authz_http_port=(
+                None if authz_transport == "grpc" else authz_http_port or settings.authz_http_port
+            ),
+            global_rate_limit=bool(settings.redis_url),
+        )
     else:
         gateway = dataclasses.replace(
             gateway, authz_filters=(), rate_limit_filters=(), extra_clusters=()
@@ -316,7 +343,9 @@ async def run_embedded(settings: Settings, repo_root: Path) -> None:
     demo_admin = await ensure_demo_admin_for(settings)
     port = await runtime.start()
     envoy = EnvoyChild(
-        render_gateway_config(settings, repo_root, port),
+        render_gateway_config(
+            settings, repo_root, port, authz_http_port=bound_authz_http_port(runtime)
+        ),
         settings.envoy_admin_port,
         settings.data_dir / "envoy.log",
     )

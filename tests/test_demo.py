@@ -34,6 +34,7 @@ def _env(tmp_path: Path, envoy_port: int) -> dict[str, str]:
         "EMBREC_ENVOY_PORT": str(envoy_port),
         "EMBREC_ENVOY_ADMIN_PORT": str(free_port()),
         "EMBREC_GRPC_PORT": str(free_port()),
+        "EMBREC_AUTHZ_HTTP_PORT": "0",
         "EMBREC_CONSOLE_PORT": str(free_port()),
         "EMBREC_METRICS_PORT": "0",
         "EMBREC_LOG_FORMAT": "text",

@@ -39,6 +39,7 @@ def test_up_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         "EMBREC_ENVOY_PORT": str(envoy_port),
         "EMBREC_ENVOY_ADMIN_PORT": str(admin_port),
         "EMBREC_GRPC_PORT": str(grpc_port),
+        "EMBREC_AUTHZ_HTTP_PORT": "0",
         "EMBREC_METRICS_PORT": "0",
         "EMBREC_LOG_FORMAT": "text",
     }

@@ -243,6 +243,7 @@ def _envoy_config(
     ring_hash: bool = True,
     hash_balance_factor: int | None = 150,
     authz: bool = True,
+    authz_http_port: int | None = None,
     error_log: Path | None = None,
 ) -> None:
     from gateway.envoy_config import GatewaySettings, build_config, secured
@@ -258,7 +259,7 @@ def _envoy_config(
         retrieval_hash_balance_factor=hash_balance_factor,
     )
     if authz:
-        settings = secured(settings)
+        settings = secured(settings, authz_http_port=authz_http_port)
     config: dict[str, Any] = build_config(settings)
     # GatewaySettings holds one address per cluster; list every replica here.
     for cluster in config["static_resources"]["clusters"]:
@@ -389,6 +390,7 @@ def bench_serve(
     ring_hash: bool = True,
     hash_balance_factor: int | None = 150,
     authz: bool = True,
+    authz_transport: str = "http",
     loadgen: str = "auto",
     rate: float = 1000.0,
     h2load_users: int = 10,
@@ -411,6 +413,8 @@ def bench_serve(
         loadgen = "h2load" if h2load_available() else "python"
     if loadgen not in ("h2load", "python"):
         raise ValueError(f"loadgen must be 'h2load', 'python' or 'auto', not {loadgen!r}")
+    if authz_transport not in ("http", "grpc"):
+        raise ValueError(f"authz_transport must be 'http' or 'grpc', not {authz_transport!r}")
 
     work = Path(tempfile.mkdtemp(prefix="embrec-bench-serve-"))
     url = database_url or f"sqlite+aiosqlite:///{work / 'embrec.db'}"
@@ -435,12 +439,15 @@ def bench_serve(
         }
         envoy: Any = None
         # The services' ports, picked at once so no two are the same.
-        gateway_port, *ports = free_ports(1 + 2 * replicas)
+        gateway_port, authz_port, *ports = free_ports(2 + 2 * replicas)
         replica_ports, metrics_ports = ports[:replicas], ports[replicas:]
         try:
-            _serve(
-                children, "gateway", "gateway", gateway_port, {**env, "EMBREC_METRICS_PORT": "0"}
-            )
+            gateway_env = {
+                **env,
+                "EMBREC_METRICS_PORT": "0",
+                "EMBREC_AUTHZ_HTTP_PORT": str(authz_port),
+            }
+            _serve(children, "gateway", "gateway", gateway_port, gateway_env)
             for k, (port, mport) in enumerate(zip(replica_ports, metrics_ports, strict=True)):
                 _serve(
                     children,
@@ -449,7 +456,7 @@ def bench_serve(
                     port,
                     {**env, "EMBREC_METRICS_PORT": str(mport)},
                 )
-            for port in (gateway_port, *replica_ports):
+            for port in (gateway_port, authz_port, *replica_ports):
                 _wait_port(port)
             # Envoy's two, picked just before it binds them (the services hold theirs by
             # now), so an outgoing connection has little time to take one first.
@@ -466,6 +473,7 @@ def bench_serve(
                 ring_hash=ring_hash,
                 hash_balance_factor=hash_balance_factor,
                 authz=authz,
+                authz_http_port=authz_port if authz_transport == "http" else None,
                 error_log=error_log,
             )
             envoy = EnvoyChild(config, admin, work / "envoy.log")
@@ -514,7 +522,11 @@ def bench_serve(
                 f"{replicas} retrieval replica(s), Envoy {balancing}, "
                 f"{concurrency} clients from {clients}, {duration:.0f} s per pass, "
                 f"cache {'on' if redis else 'off'}, "
-                f"{'ext_authz and rate limits' if authz else 'NO ext_authz/rate limits'}"
+                + (
+                    f"ext_authz (over {authz_transport}) and rate limits"
+                    if authz
+                    else "NO ext_authz/rate limits"
+                )
             )
             # Python: first a pass of users seen for the first time (their history is
             # read from the database, nothing is cached), then the same users warm.

@@ -20,6 +20,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
 from envoy_data_plane.google.protobuf import Any as PbAny
 
 from gateway._descriptor import domain_of, read_services
+from gateway.authz import GATEWAY_HEADERS
 from gateway.envoy_config import (
     EMBEDDED_CONFIG_PATH,
     GatewaySettings,
@@ -27,6 +28,7 @@ from gateway.envoy_config import (
     build_config,
     default_embedded_settings,
     render_yaml,
+    secured,
 )
 from tests.gateway.conftest import PROTO_ROOT, envoy_binary, include_dirs
 
@@ -335,6 +337,59 @@ def test_descriptor_source_is_read_when_envoys_path_is_elsewhere(
     )
     transcoder = _manager(build_config(image))["http_filters"][-2]["typed_config"]
     assert transcoder["proto_descriptor"] == "/app/envoy/embrec.pb"
+
+
+def _ext_authz(config: dict[str, Any]) -> dict[str, Any]:
+    filters = _manager(config)["http_filters"]
+    found: dict[str, Any] = next(
+        f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_authz"
+    )
+    return found
+
+
+def _cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        c for c in config["static_resources"]["clusters"] if c["name"] == name
+    )
+    return found
+
+
+def test_secured_asks_authz_over_http_on_its_own_port(settings: GatewaySettings) -> None:
+    config = build_config(secured(settings, ("10.0.0.5", 50051), authz_http_port=50052))
+    authz = _ext_authz(config)
+    assert "grpc_service" not in authz and not authz.get("failure_mode_allow", False)
+    assert authz["status_on_error"]["code"] == "ServiceUnavailable"
+    service = authz["http_service"]
+    upstream = {
+        p["exact"]
+        for p in service["authorization_response"]["allowed_upstream_headers"]["patterns"]
+    }
+    assert upstream == set(GATEWAY_HEADERS)
+    # The client's content type travels under another name: as `content-type`, a gRPC
+    # one turns Envoy's own failure to reach authz into an allow.
+    sent = {p["exact"] for p in authz["allowed_headers"]["patterns"]}
+    assert "content-type" not in sent and "authorization" in sent
+    added = {h["key"]: h["value"] for h in service["authorization_request"]["headers_to_add"]}
+    assert added == {
+        "x-embrec-peer": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        "x-embrec-content-type": "%REQ(content-type)%",
+    }
+    address = _cluster(config, "gateway_authz")["load_assignment"]["endpoints"][0]
+    socket_address = address["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert (socket_address["address"], socket_address["port_value"]) == ("10.0.0.5", 50052)
+    assert "typed_extension_protocol_options" not in _cluster(config, "gateway_authz")
+
+
+def test_secured_without_an_http_port_asks_over_grpc(settings: GatewaySettings) -> None:
+    config = build_config(secured(settings, ("10.0.0.5", 50051), authz_http_port=None))
+    authz = _ext_authz(config)
+    assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "gateway_authz"
+    cluster = _cluster(config, "gateway_authz")
+    socket_address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
+        "address"
+    ]["socket_address"]
+    assert socket_address["port_value"] == 50051
+    assert "typed_extension_protocol_options" in cluster  # HTTP/2
 
 
 def test_embedded_settings() -> None:

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy import update
 
 from services.app import build_runtime
 from services.config import SERVICE_NAMES, load_settings
-from services.embedded import render_gateway_config
+from services.embedded import bound_authz_http_port, render_gateway_config
 from services.identity.credentials import SCOPES, Principal, generate_api_key, issue_access_token
 from services.runtime.server import Runtime
 from services.storage.models import ApiKey, Tenant
@@ -109,13 +110,20 @@ class SecuredStack:
             )
 
 
-async def start_secured(tmp_path: Path, postgres_url: str, redis_url: str) -> SecuredStack:
-    """Every service plus the gateway module, real Envoy with security on in front."""
+async def start_secured(
+    tmp_path: Path,
+    postgres_url: str,
+    redis_url: str,
+    authz_transport: Literal["http", "grpc"] = "http",
+) -> SecuredStack:
+    """Every service plus the gateway module, real Envoy with security on in front,
+    asking for authz decisions over ``authz_transport``."""
     settings = load_settings(
         data_dir=tmp_path / "data",
         database_url=postgres_url,
         redis_url=redis_url,
         grpc_port=0,
+        authz_http_port=0,
         metrics_port=0,
         jwt_secret=JWT_SECRET,
         internal_secret=INTERNAL_SECRET,
@@ -129,7 +137,12 @@ async def start_secured(tmp_path: Path, postgres_url: str, redis_url: str) -> Se
     def configure(listen: int, admin: int) -> Path:
         ports = {"envoy_port": listen, "envoy_admin_port": admin}
         return render_gateway_config(
-            settings.model_copy(update=ports), REPO_ROOT, port, security=True
+            settings.model_copy(update=ports),
+            REPO_ROOT,
+            port,
+            security=True,
+            authz_http_port=bound_authz_http_port(runtime),
+            authz_transport=authz_transport,
         )
 
     try:
@@ -148,6 +161,18 @@ async def stop_secured(stack: SecuredStack) -> None:
 @pytest.fixture
 async def secured(tmp_path: Path, postgres_url: str, redis_url: str) -> AsyncIterator[SecuredStack]:
     stack = await start_secured(tmp_path, postgres_url, redis_url)
+    try:
+        yield stack
+    finally:
+        await stop_secured(stack)
+
+
+@pytest.fixture(params=["http", "grpc"])
+async def secured_either_transport(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str, redis_url: str
+) -> AsyncIterator[SecuredStack]:
+    """The secured stack once per ext_authz transport (HTTP is what configs use)."""
+    stack = await start_secured(tmp_path, postgres_url, redis_url, request.param)
     try:
         yield stack
     finally:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 
 from embrec.retrieval.v1 import retrieval_service_pb2, retrieval_service_pb2_grpc
-from tests.gateway_security.conftest import SecuredStack
+from services.embedded import render_gateway_config
+from tests.gateway_security.conftest import REPO_ROOT, SecuredStack
+from tests.support.servers import free_port, start_envoy
 
 RECOMMEND = "/api/v1/recommendations"
 #: What the gateway answers when it refuses; anything else means authz let the call through.
@@ -36,7 +40,10 @@ def _reason(reply: httpx.Response) -> str:
     return next((str(d["reason"]) for d in details if "reason" in d), "")
 
 
-async def test_credentials_decide_401_403_or_through(secured: SecuredStack) -> None:
+async def test_credentials_decide_401_403_or_through(
+    secured_either_transport: SecuredStack,
+) -> None:
+    secured = secured_either_transport
     tenant_a, tenant_b = await secured.tenant(), await secured.tenant()
     body = {"user_id": "user_123", "count": 5}
 
@@ -82,6 +89,26 @@ async def test_credentials_decide_401_403_or_through(secured: SecuredStack) -> N
     assert spoof.status_code == 403
 
 
+async def test_client_sent_gateway_headers_never_reach_a_service(
+    secured_either_transport: SecuredStack,
+) -> None:
+    secured = secured_either_transport
+    tenant = await secured.tenant()
+    token = secured.token(tenant.id)
+    forged = {
+        # Not set for this principal: must be removed, or the service's check of the
+        # gateway's signature fails (401 PRINCIPAL_SIGNATURE_INVALID).
+        "x-impersonator": "user:someone-else",
+        # Set for this principal: must be replaced by the gateway's values.
+        "x-tenant-id": "another-tenant",
+        "x-role": "platform_admin",
+        "x-embrec-principal-sig": "0" * 64,
+    }
+    reply = await _post(secured, RECOMMEND, {"user_id": "u", "count": 1}, token, **forged)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["fallback"] is True  # the tenant's own (empty) catalog answered
+
+
 async def test_sql_injection_user_id_is_data(secured: SecuredStack) -> None:
     tenant = await secured.tenant()
     body = {"user_id": "x'; DROP TABLE tenants; --", "count": 5}
@@ -93,7 +120,8 @@ async def test_sql_injection_user_id_is_data(secured: SecuredStack) -> None:
     ).status_code not in DENIED
 
 
-async def test_grpc_callers_get_status_codes(secured: SecuredStack) -> None:
+async def test_grpc_callers_get_status_codes(secured_either_transport: SecuredStack) -> None:
+    secured = secured_either_transport
     tenant_a, tenant_b = await secured.tenant(), await secured.tenant()
     async with grpc.aio.insecure_channel(secured.grpc_target) as channel:
         stub = retrieval_service_pb2_grpc.RetrievalServiceStub(channel)
@@ -181,3 +209,42 @@ async def test_public_methods_need_no_credential(secured: SecuredStack) -> None:
             login.status_code not in (401, 403)
             or login.headers.get("x-embrec-error-reason") is None
         )
+
+
+async def test_an_unreachable_authz_refuses_every_call(
+    secured: SecuredStack, tmp_path: Path
+) -> None:
+    """Fail closed: an Envoy whose authz endpoint does not answer lets nothing through."""
+    tenant = await secured.tenant()
+    token = secured.token(tenant.id)
+    data_dir = tmp_path / "dead-authz"
+    data_dir.mkdir()
+    nobody = free_port()  # nothing listens there
+
+    def configure(listen: int, admin: int) -> Path:
+        ports = {"envoy_port": listen, "envoy_admin_port": admin, "data_dir": data_dir}
+        settings = secured.runtime.settings.model_copy(update=ports)
+        return render_gateway_config(
+            settings, REPO_ROOT, secured.runtime.port, security=True, authz_http_port=nobody
+        )
+
+    envoy, listen = await asyncio.to_thread(start_envoy, configure, data_dir)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}", timeout=10) as client:
+            reply = await client.post(
+                RECOMMEND,
+                json={"user_id": "u", "count": 1},
+                headers={"authorization": f"Bearer {token}"},
+            )
+        assert reply.status_code == 503
+        assert reply.json()["code"] == 503
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{listen}") as channel:
+            stub = retrieval_service_pb2_grpc.RetrievalServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Recommend(
+                    retrieval_service_pb2.RecommendRequest(user_id="u", count=1),
+                    metadata=(("authorization", f"Bearer {token}"),),
+                )
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        envoy.close()

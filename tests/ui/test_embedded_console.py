@@ -25,6 +25,7 @@ def test_up_serves_the_console_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
         "EMBREC_ENVOY_PORT": str(free_port()),
         "EMBREC_ENVOY_ADMIN_PORT": str(free_port()),
         "EMBREC_GRPC_PORT": str(free_port()),
+        "EMBREC_AUTHZ_HTTP_PORT": "0",
         "EMBREC_CONSOLE_PORT": str(console_port),
         "EMBREC_METRICS_PORT": "0",
         "EMBREC_LOG_FORMAT": "text",
