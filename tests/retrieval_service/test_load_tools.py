@@ -105,6 +105,18 @@ def test_h2load_log_rows_count_failed_streams_and_http_errors() -> None:
     assert (first, last) == (1000000, 1001500)
 
 
+def test_refusals_h2load_timed_as_answers_are_counted_once() -> None:
+    """gRPC refusals (HTTP 200, grpc-status in the trailers) come back from h2load as
+    answers; moving them to rate-limited must not count them twice nor time them."""
+    result = LoadResult("grpc", latencies=[0.030, 0.0004, 0.025, 0.0003, 0.020])
+    result.drop_fastest(2)  # two RESOURCE_EXHAUSTED local replies, per Envoy's log
+    result.rate_limited += 2
+    assert result.latencies == [0.020, 0.025, 0.030]
+    assert result.requests == 5
+    result.elapsed = 1.0
+    assert "rate-limited 2 (answered 3.0 req/s)" in result.summary()
+
+
 def test_grpc_frame_is_length_prefixed() -> None:
     framed = recommend_body("user_7", 5)
     message = pb.RecommendRequest.FromString(framed[5:])
