@@ -215,7 +215,11 @@ class _Connection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        # A repeated header is joined, as the gRPC transport's CheckRequest joins it: two
+        # credentials then read as one malformed credential, never as the last one sent.
+        previous = self._headers.get(key)
+        self._headers[key] = text if previous is None else f"{previous},{text}"
 
     def on_body(self, body: bytes) -> None:
         if len(self._body) + len(body) > _MAX_BODY_BYTES:

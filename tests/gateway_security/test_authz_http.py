@@ -109,6 +109,20 @@ async def test_an_allowed_check_sets_the_principal_and_removes_the_other_gateway
     assert seen.source_ip == "10.1.2.3"
 
 
+async def test_a_repeated_header_reaches_the_decision_joined(
+    endpoint: tuple[AuthzHttpServer, ScriptedAuthorizer],
+) -> None:
+    server, authorizer = endpoint
+    raw = (
+        b"GET /authz/api/v1/items HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n"
+        b"authorization: Bearer first\r\nauthorization: Bearer second\r\n\r\n"
+    )
+    await _exchange(server.port, raw)
+    [seen] = authorizer.seen
+    assert seen.method == "GET"
+    assert seen.headers["authorization"] == "Bearer first,Bearer second"
+
+
 async def test_a_denial_carries_status_reason_and_message(
     endpoint: tuple[AuthzHttpServer, ScriptedAuthorizer],
 ) -> None:
