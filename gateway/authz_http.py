@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import socket
 from typing import cast
 
@@ -121,8 +122,8 @@ class AuthzHttpServer:
             self._socket = socket.create_server((host, port), backlog=1024)
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen on {host}:{port} for Envoy's authz checks ({exc.strerror}); "
-                "set EMBREC_AUTHZ_HTTP_PORT"
+                f"cannot listen on {host}:{port} for Envoy's authz checks "
+                f"({os.strerror(exc.errno) if exc.errno else exc}); set EMBREC_AUTHZ_HTTP_PORT"
             ) from exc
         self._socket.setblocking(False)
         self.port: int = self._socket.getsockname()[1]
