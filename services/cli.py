@@ -397,6 +397,13 @@ def bench_serve(
             "v3 Check service), to compare the two."
         ),
     ] = "http",
+    global_rate_limit: Annotated[
+        bool,
+        typer.Option(
+            help="Also the global (Redis, RLS) rate limit, as compose runs it; off = "
+            "Envoy's local token buckets only, as `embrec up` without Redis runs."
+        ),
+    ] = False,
     loadgen: Annotated[
         str,
         typer.Option(
@@ -436,6 +443,7 @@ def bench_serve(
         hash_balance_factor=hash_balance_factor or None,
         authz=authz,
         authz_transport=authz_transport,
+        global_rate_limit=global_rate_limit,
         loadgen=loadgen,
         rate=rate,
         h2load_users=h2load_users,

@@ -244,6 +244,7 @@ def _envoy_config(
     hash_balance_factor: int | None = 150,
     authz: bool = True,
     authz_http_port: int | None = None,
+    global_rate_limit: bool = False,
     error_log: Path | None = None,
 ) -> None:
     from gateway.envoy_config import GatewaySettings, build_config, secured
@@ -259,7 +260,9 @@ def _envoy_config(
         retrieval_hash_balance_factor=hash_balance_factor,
     )
     if authz:
-        settings = secured(settings, authz_http_port=authz_http_port)
+        settings = secured(
+            settings, authz_http_port=authz_http_port, global_rate_limit=global_rate_limit
+        )
     config: dict[str, Any] = build_config(settings)
     # GatewaySettings holds one address per cluster; list every replica here.
     for cluster in config["static_resources"]["clusters"]:
@@ -391,6 +394,7 @@ def bench_serve(
     hash_balance_factor: int | None = 150,
     authz: bool = True,
     authz_transport: str = "http",
+    global_rate_limit: bool = False,
     loadgen: str = "auto",
     rate: float = 1000.0,
     h2load_users: int = 10,
@@ -474,6 +478,7 @@ def bench_serve(
                 hash_balance_factor=hash_balance_factor,
                 authz=authz,
                 authz_http_port=authz_port if authz_transport == "http" else None,
+                global_rate_limit=global_rate_limit,
                 error_log=error_log,
             )
             envoy = EnvoyChild(config, admin, work / "envoy.log")
@@ -524,6 +529,7 @@ def bench_serve(
                 f"cache {'on' if redis else 'off'}, "
                 + (
                     f"ext_authz (over {authz_transport}) and rate limits"
+                    + (" (local and global)" if global_rate_limit else " (local)")
                     if authz
                     else "NO ext_authz/rate limits"
                 )
