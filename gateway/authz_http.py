@@ -16,6 +16,10 @@ Envoy, never by the client) and the first 64 KiB of the body. What it gets back:
   (replacing client-sent copies; ``allowed_upstream_headers``) and removes those named
   in ``x-envoy-auth-headers-to-remove`` (the gateway headers this principal does not
   carry, so no client-sent copy survives).
+* 429: over the tenant's global rate limit (when a :class:`BatchedWindowLimiter` is
+  given; Redis configured), with ``retry-after`` and, for gRPC callers, ``grpc-status:
+  8`` so they see RESOURCE_EXHAUSTED (Envoy would map a bare 429 to UNAVAILABLE, which
+  clients retry at once).
 * 401 / 403: denied. Envoy answers the client with that status, the message as the
   body (shaped into the usual JSON error by the local-reply config) and the headers
   ``allowed_client_headers`` lets through; gRPC clients see UNAUTHENTICATED /
@@ -39,13 +43,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import os
 import socket
 from typing import cast
 
 import httptools
 
-from gateway.authz import AnswerMemo, Authorizer, AuthzRequest, Decision, upstream_changes
+from gateway.authz import (
+    RATE_LIMIT_KEY_HEADER,
+    RATE_LIMIT_LIMIT_HEADER,
+    AnswerMemo,
+    Authorizer,
+    AuthzRequest,
+    Decision,
+    upstream_changes,
+)
+from gateway.ratelimit import BatchedWindowLimiter
 from services.config import ConfigError
 
 __all__ = [
@@ -69,8 +83,14 @@ REMOVE_HEADERS_HEADER = "x-envoy-auth-headers-to-remove"
 #: Envoy sends at most 64 KiB of body; anything much larger is not Envoy.
 _MAX_BODY_BYTES = 128 * 1024
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
-_REASONS[503] = "Service Unavailable"
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
 
 
 def _response(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
@@ -112,12 +132,36 @@ def decision_response(decision: Decision) -> bytes:
     return _response(decision.http_status, headers, decision.message.encode())
 
 
+def rate_limited_response(limit: int, wait: float, grpc: bool) -> bytes:
+    """The answer for a request over its tenant's global limit (429)."""
+    retry_after = max(1, math.ceil(wait))
+    headers = [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("x-embrec-error-reason", "RATE_LIMITED"),
+        ("retry-after", str(retry_after)),
+        ("x-ratelimit-limit", str(limit)),
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", str(retry_after)),
+    ]
+    if grpc:
+        headers.append(("grpc-status", "8"))  # RESOURCE_EXHAUSTED, as the local limit says
+    message = f"Over the plan's limit of {limit} requests per second; retry after {retry_after} s."
+    return _response(429, headers, message.encode())
+
+
 class AuthzHttpServer:
     """Binds at construction (so the port is known before Envoy's config is written),
     serves from :meth:`serve` until its stop event is set."""
 
-    def __init__(self, authorizer: Authorizer, host: str, port: int) -> None:
+    def __init__(
+        self,
+        authorizer: Authorizer,
+        host: str,
+        port: int,
+        limiter: BatchedWindowLimiter | None = None,
+    ) -> None:
         self.authorizer = authorizer
+        self.limiter = limiter
         try:
             self._socket = socket.create_server((host, port), backlog=1024)
         except OSError as exc:
@@ -149,6 +193,10 @@ class AuthzHttpServer:
     async def answer(self, request: AuthzRequest) -> bytes:
         try:
             decision = await self.authorizer.check(request)
+            if decision.allowed and self.limiter is not None:
+                refusal = self._over_limit(decision, request)
+                if refusal is not None:
+                    return refusal
             answer = self._answers.get(decision)
             if answer is None:
                 answer = decision_response(decision)
@@ -164,6 +212,18 @@ class AuthzHttpServer:
                 decision.reason,
             )
         return answer
+
+    def _over_limit(self, decision: Decision, request: AuthzRequest) -> bytes | None:
+        assert self.limiter is not None
+        key = decision.set_headers.get(RATE_LIMIT_KEY_HEADER, "")
+        limit = decision.set_headers.get(RATE_LIMIT_LIMIT_HEADER, "")
+        if not key or not limit.isdigit():
+            return None  # no budget named: nothing to count
+        wait = self.limiter.admit(key, int(limit))
+        if not wait:
+            return None
+        grpc = request.headers.get("content-type", "").startswith("application/grpc")
+        return rate_limited_response(int(limit), wait, grpc)
 
 
 class _Connection(asyncio.Protocol):

@@ -11,8 +11,9 @@ database must not lift every limit.
 
 Two enforcement points read the same numbers (see docs in gateway/ratelimit.py):
 Envoy's local token buckets per tenant (one per Envoy; built into the config from the
-plan table, so overrides do not reach them) and the global RLS on Redis (shared by
-every Envoy; gets the effective limit, override included, from the authz decision).
+plan table, so overrides do not reach them) and the global limit on Redis (shared by
+every Envoy: applied by the HTTP authz endpoint, or asked by Envoy over RLS with the
+gRPC transport; gets the effective limit, override included, from the authz decision).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ descriptors come from filter-level actions on headers that authz sets.
   (``Check`` on the services' gRPC port).
 * local rate limit: one token bucket per tenant (``x-embrec-rl-key``) and plan
   (``x-plan``), sized from the plan table (gateway/plans.toml). Per Envoy.
-* global rate limit (optional; needs Redis): the RLS protocol to ``gateway_rls``,
-  descriptor (tenant, effective limit), fail open.
+* global rate limit (needs Redis): over HTTP ext_authz, applied by the authz endpoint
+  itself; with the gRPC transport, the RLS protocol to ``gateway_rls``, descriptor
+  (tenant, effective limit). Fail open either way.
 """
 
 from __future__ import annotations
@@ -108,8 +109,18 @@ RLS_DOMAIN = "embrec"
 #: HTTP transport passes the content type under another name.
 AUTHZ_CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 AUTHZ_REQUEST_HEADERS = (*AUTHZ_CREDENTIAL_HEADERS, "content-type")
-#: Headers of a denial that reach the client (the HTTP transport passes only these).
-AUTHZ_DENIAL_HEADERS = ("content-type", "x-embrec-error-reason", "www-authenticate")
+#: Headers of a denial that reach the client (the HTTP transport passes only these):
+#: the reason, the challenge of a 401, and a 429's rate-limit state and gRPC status.
+AUTHZ_DENIAL_HEADERS = (
+    "content-type",
+    "x-embrec-error-reason",
+    "www-authenticate",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "grpc-status",
+)
 #: Bytes of the request body ext_authz sees (enough for any tenant id near the top).
 AUTHZ_BODY_BYTES = 64 * 1024
 
@@ -336,12 +347,18 @@ def security_filters(
 ) -> tuple[list[HttpFilter], list[HttpFilter], list[Cluster]]:
     """(authz filters, rate-limit filters, clusters) for a gateway whose gRPC services
     (RLS, and the gRPC ``Check``) listen on ``host:port``; ext_authz goes over HTTP to
-    ``host:authz_http_port`` when that is given, else over gRPC."""
+    ``host:authz_http_port`` when that is given, else over gRPC.
+
+    ``global_rate_limit`` adds Envoy's RLS filter for the gRPC transport only: over
+    HTTP the authz endpoint applies the global limit itself wherever it has a Redis
+    (gateway/ratelimit.BatchedWindowLimiter), so a request costs no second call.
+    """
     limits = [local_rate_limit_filter()]
     clusters: Sequence[Cluster]
     if authz_http_port is not None:
         authz = [authz_http_filter()]
         clusters = [http_cluster(AUTHZ_CLUSTER, host, authz_http_port)]
+        global_rate_limit = False
     else:
         authz = [authz_filter()]
         clusters = [grpc_cluster(AUTHZ_CLUSTER, host, port)]

@@ -5,7 +5,10 @@ the ``gateway`` module (services/app.py). ext_authz has two transports over one
 :class:`~gateway.authz.Authorizer`: HTTP on ``authz_http_port`` (gateway/authz_http.py;
 what the generated Envoy configs use, for its lower cost a check) and the gRPC v3
 ``Check`` on the runtime's grpc.aio server (``secured(..., authz_http_port=None)``).
-RLS is gRPC only. In the embedded mode Envoy's clusters point at this process's ports.
+With Redis configured, the HTTP endpoint also applies the global rate limit itself
+(gateway/ratelimit.BatchedWindowLimiter); the gRPC transport's configs call the RLS
+``ShouldRateLimit`` instead. In the embedded mode Envoy's clusters point at this
+process's ports.
 gRPC messages come from gateway/_gen (Envoy's protos, trimmed; third_party/envoy_min).
 
 A bus watcher (``embrec.audit``, a consumer group of its own per process so every
@@ -37,7 +40,7 @@ from gateway.authz import AnswerMemo, Authorizer, AuthzRequest, Decision, upstre
 from gateway.authz_http import AuthzHttpServer
 from gateway.plans import load_plans
 from gateway.policy import build_policy
-from gateway.ratelimit import RedisRateLimiter
+from gateway.ratelimit import BatchedWindowLimiter, RedisRateLimiter
 from services.app import ServiceContext, WorkingModule
 from services.events.bus import EventRecord
 
@@ -193,7 +196,11 @@ def module(ctx: ServiceContext) -> GatewayModule:
         )
     limiter = RedisRateLimiter(redis)
     authz_servicer = AuthorizationServicer(authorizer)
-    authz_http = AuthzHttpServer(authorizer, ctx.settings.grpc_host, ctx.settings.authz_http_port)
+    # Over HTTP, authz applies the global limit itself (no RLS call per request).
+    batched = BatchedWindowLimiter(limiter) if redis is not None else None
+    authz_http = AuthzHttpServer(
+        authorizer, ctx.settings.grpc_host, ctx.settings.authz_http_port, batched
+    )
     rls_servicer = RateLimitServicer(limiter)
 
     async def watch(stop: asyncio.Event) -> None:
@@ -219,7 +226,7 @@ def module(ctx: ServiceContext) -> GatewayModule:
         name="gateway",
         names=[AUTHZ_SERVICE, RLS_SERVICE],
         register=register,
-        background=[watch, authz_http.serve],
+        background=[watch, authz_http.serve, *([batched.run] if batched else [])],
         on_stop=[limiter.close, close_authz_http],
         authorizer=authorizer,
         limiter=limiter,

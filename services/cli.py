@@ -400,10 +400,11 @@ def bench_serve(
     global_rate_limit: Annotated[
         bool,
         typer.Option(
-            help="Also the global (Redis, RLS) rate limit, as compose runs it; off = "
-            "Envoy's local token buckets only, as `embrec up` without Redis runs."
+            help="The global (Redis) rate limit as well as Envoy's local buckets, as "
+            "compose runs it (production); off = local buckets only, as `embrec up` "
+            "without Redis runs."
         ),
-    ] = False,
+    ] = True,
     loadgen: Annotated[
         str,
         typer.Option(

@@ -394,7 +394,7 @@ def bench_serve(
     hash_balance_factor: int | None = 150,
     authz: bool = True,
     authz_transport: str = "http",
-    global_rate_limit: bool = False,
+    global_rate_limit: bool = True,
     loadgen: str = "auto",
     rate: float = 1000.0,
     h2load_users: int = 10,
@@ -450,6 +450,8 @@ def bench_serve(
                 **env,
                 "EMBREC_METRICS_PORT": "0",
                 "EMBREC_AUTHZ_HTTP_PORT": str(authz_port),
+                # Over HTTP, authz applies the global limit wherever it has a Redis.
+                "EMBREC_REDIS_URL": redis if global_rate_limit else "",
             }
             _serve(children, "gateway", "gateway", gateway_port, gateway_env)
             for k, (port, mport) in enumerate(zip(replica_ports, metrics_ports, strict=True)):
@@ -529,7 +531,7 @@ def bench_serve(
                 f"cache {'on' if redis else 'off'}, "
                 + (
                     f"ext_authz (over {authz_transport}) and rate limits"
-                    + (" (local and global)" if global_rate_limit else " (local)")
+                    + (" (local and global)" if global_rate_limit and redis else " (local)")
                     if authz
                     else "NO ext_authz/rate limits"
                 )

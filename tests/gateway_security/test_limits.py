@@ -7,9 +7,11 @@ import asyncio
 import logging
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
+from embrec.ingestion.v1 import ingestion_service_pb2, ingestion_service_pb2_grpc
 from tests.gateway_security.conftest import SecuredStack, start_secured, stop_secured
 from tests.support.servers import RedisServer
 
@@ -61,6 +63,11 @@ async def test_redis_down_global_rate_limit_fails_open(
             await asyncio.to_thread(redis_server.stop)
             with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
                 replies = [await client.get("/api/v1/dataStats", headers=headers) for _ in range(5)]
+                # Counted when authz next tries to share its counts (every 50 ms).
+                for _ in range(50):
+                    if (registry.get_sample_value(FAIL_OPEN_METRIC) or 0) >= 5:
+                        break
+                    await asyncio.sleep(0.1)
             assert [r.status_code for r in replies] == [200] * 5
             assert (registry.get_sample_value(FAIL_OPEN_METRIC) or 0) >= 5
             assert any("failing open" in r.getMessage() for r in caplog.records)
@@ -83,3 +90,36 @@ async def test_redis_down_global_rate_limit_fails_open(
                 await redis.aclose()
     finally:
         await stop_secured(stack)
+
+
+async def test_over_the_global_limit_is_429_for_rest_and_resource_exhausted_for_grpc(
+    secured: SecuredStack,
+) -> None:
+    # The override lowers the global limit only; Envoy's local buckets keep the plan's.
+    tenant = await secured.tenant(plan="enterprise", rate_limit={"requests_per_second": 3})
+    headers = {"authorization": f"Bearer {secured.token(tenant.id)}"}
+    async with httpx.AsyncClient(base_url=secured.base_url, timeout=10) as client:
+        replies = [await client.get("/api/v1/dataStats", headers=headers) for _ in range(10)]
+    codes = [r.status_code for r in replies]
+    assert codes.count(200) >= 3 and 429 in codes, codes
+    refused = next(r for r in replies if r.status_code == 429)
+    assert refused.headers["x-embrec-error-reason"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-limit"] == "3"
+    assert refused.json()["code"] == 429
+    assert "grpc-status" not in refused.headers
+
+    metadata = (("authorization", f"Bearer {secured.token(tenant.id)}"),)
+    async with grpc.aio.insecure_channel(secured.grpc_target) as channel:
+        stub = ingestion_service_pb2_grpc.IngestionServiceStub(channel)
+        statuses = []
+        for _ in range(10):
+            try:
+                await stub.GetDataStats(
+                    ingestion_service_pb2.GetDataStatsRequest(), metadata=metadata
+                )
+                statuses.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as exc:
+                statuses.append(exc.code())
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in statuses, statuses
+    assert set(statuses) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
