@@ -308,6 +308,14 @@ def _flag(line: str, flag: str) -> bool:
     return len(fields) > 3 and flag in fields[3].split(",")
 
 
+def _rate_limited(line: str) -> bool:
+    """An error-log line of a call refused over the plan's limit: by Envoy's local
+    bucket (flag RL), or by authz's global limit (an ext_authz refusal, flag UAEX, with
+    RESOURCE_EXHAUSTED)."""
+    fields = line.split()
+    return _flag(line, "RL") or (_flag(line, "UAEX") and fields[2] == "8")
+
+
 def _client_closed(line: str) -> bool:
     """An error-log line of a stream the client closed (response flag DC)."""
     return _flag(line, "DC")
@@ -591,12 +599,12 @@ def bench_serve(
                     result.fallbacks = int(after.get("fallback", 0) - before.get("fallback", 0))
                     # h2load already counted non-200 answers (429 as rate limited) and
                     # failed streams; a gRPC error is an HTTP 200 with a non-OK
-                    # grpc-status: add those, the plan's rate limit (flag RL) apart.
+                    # grpc-status: add those, the plan's rate limit apart.
                     grpc_errors = [line for line in status_errors if line.split()[0] == "200"]
                     # Counted as answers by h2load until here (they were counted twice,
                     # and timed as served calls, until 2026-12-05).
                     result.drop_fastest(len(grpc_errors))
-                    limited = sum(1 for line in grpc_errors if _flag(line, "RL"))
+                    limited = sum(1 for line in grpc_errors if _rate_limited(line))
                     result.rate_limited += limited
                     result.errors += len(grpc_errors) - limited
                     if status_errors and not result.first_error:

@@ -117,6 +117,16 @@ def test_refusals_h2load_timed_as_answers_are_counted_once() -> None:
     assert "rate-limited 2 (answered 3.0 req/s)" in result.summary()
 
 
+def test_refusals_over_the_plan_are_told_apart_from_errors_in_envoys_log() -> None:
+    from services.retrieval.bench import _rate_limited
+
+    path = "/embrec.retrieval.v1.RetrievalService/Recommend"
+    assert _rate_limited(f"200 grpc-status 8 RL {path}")  # Envoy's local bucket
+    assert _rate_limited(f"200 grpc-status 8 UAEX {path}")  # authz's global limit
+    assert not _rate_limited(f"200 grpc-status 16 UAEX {path}")  # a credential refused
+    assert not _rate_limited(f"200 grpc-status 14 UF {path}")  # an upstream failure
+
+
 def test_grpc_frame_is_length_prefixed() -> None:
     framed = recommend_body("user_7", 5)
     message = pb.RecommendRequest.FromString(framed[5:])
