@@ -242,7 +242,10 @@ class BatchedWindowLimiter:
     async def run(self, stop: asyncio.Event) -> None:
         """Sync every ``sync_seconds`` until ``stop``; a last sync on the way out."""
         while not stop.is_set():
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # the loop must outlive a bad sync, or counts pile up unshared
+                logger.exception("global rate limit: sync failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.sync_seconds)
         await self.sync()

@@ -3,6 +3,7 @@ shared through a real Redis, so several gateway replicas hold one budget per ten
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -57,3 +58,29 @@ async def test_redis_down_lets_requests_through_and_counts_them() -> None:
     # Counts that could not be shared are dropped: the next sync period starts afresh.
     assert limiter.admit("t1", 5) == 0.0
     await dead.aclose()
+
+
+async def test_the_sync_loop_outlives_an_unexpected_failure(shared_redis: Redis) -> None:
+    rates = RedisRateLimiter(shared_redis)
+    limiter = BatchedWindowLimiter(rates, sync_seconds=0.01, clock=lambda: NOW)
+    real_add = rates.add_counts
+    calls = 0
+
+    async def flaky(counts: dict[str, int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a reply that is not a number")
+        return await real_add(counts)
+
+    rates.add_counts = flaky  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(limiter.run(stop))
+    limiter.admit("t1", 10)
+    await asyncio.sleep(0.05)
+    limiter.admit("t1", 10)
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(running, 2)
+    assert calls >= 2  # the loop went on after the failure
+    assert int(await shared_redis.get(f"rl:embrec:t1:{int(NOW)}")) == 1  # the second count
