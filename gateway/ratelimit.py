@@ -37,7 +37,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -115,22 +115,17 @@ class RedisRateLimiter:
             tenant, limit_text = values.get(DESCRIPTOR_TENANT), values.get(DESCRIPTOR_LIMIT)
             if not tenant or not limit_text or not limit_text.isdigit():
                 continue  # not one of ours: no limit applies
-            keyed.append((f"rl:{domain or self._domain}:{tenant}:{window}", int(limit_text)))
+            keyed.append((self.window_key(tenant, window, domain), int(limit_text)))
         if not keyed:
             return RateLimitDecision(False, ())
         if self._redis is None:
             return self._fail_open(keyed, reset, "no Redis configured")
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, _ in keyed:
-                    pipe.incrby(key, hits)
-                    pipe.expire(key, _WINDOW_SECONDS + 1)
-                replies = await pipe.execute()
+            counts = await self.add_counts([(key, hits) for key, _ in keyed])
         except (RedisError, OSError, TimeoutError) as exc:
             return self._fail_open(keyed, reset, f"{type(exc).__name__}: {exc}")
         results = []
-        for index, (_, limit) in enumerate(keyed):
-            count = int(replies[index * 2])
+        for (_, limit), count in zip(keyed, counts, strict=True):
             results.append(DescriptorResult(count > limit, limit, max(0, limit - count), reset))
         decision = RateLimitDecision(any(r.over_limit for r in results), tuple(results))
         if decision.over_limit:
@@ -150,16 +145,16 @@ class RedisRateLimiter:
             self._last_warning = now
             logger.warning("global rate limit failing open: %s", why)
 
-    def window_key(self, tenant: str, window: int) -> str:
-        return f"rl:{self._domain}:{tenant}:{window}"
+    def window_key(self, tenant: str, window: int, domain: str = "") -> str:
+        return f"rl:{domain or self._domain}:{tenant}:{window}"
 
-    async def add_counts(self, counts: Mapping[str, int]) -> list[int]:
-        """Add ``counts`` to their window keys in one round trip; the keys' new totals.
-        Raises what Redis raises (the caller fails open)."""
+    async def add_counts(self, counts: Sequence[tuple[str, int]]) -> list[int]:
+        """Add each count to its window key in one round trip; the keys' new totals, in
+        order. Raises what Redis raises (the callers fail open)."""
         if self._redis is None:
             raise RedisError("no Redis configured")
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key, count in counts.items():
+            for key, count in counts:
                 pipe.incrby(key, count)
                 pipe.expire(key, _WINDOW_SECONDS + 1)
             replies = await pipe.execute()
@@ -218,21 +213,18 @@ class BatchedWindowLimiter:
 
     async def sync(self) -> None:
         """Add this process's counts to the shared windows and read the totals back."""
-        pending, self._pending = self._pending, {}
+        pending, self._pending = list(self._pending.items()), {}
         if not pending:
             return
-        keys = {
-            self._limiter.window_key(tenant, window): (tenant, window) for tenant, window in pending
-        }
         try:
             totals = await self._limiter.add_counts(
-                {key: pending[tenant_window] for key, tenant_window in keys.items()}
+                [(self._limiter.window_key(tenant, window), n) for (tenant, window), n in pending]
             )
         except (RedisError, OSError, TimeoutError) as exc:
-            self._limiter.failed_open(sum(pending.values()), f"{type(exc).__name__}: {exc}")
+            self._limiter.failed_open(sum(n for _, n in pending), f"{type(exc).__name__}: {exc}")
             return
         current = int(self._clock() // _WINDOW_SECONDS)
-        for (tenant, window), total in zip(keys.values(), totals, strict=True):
+        for ((tenant, window), _), total in zip(pending, totals, strict=True):
             if window == current:
                 self._totals[tenant] = (window, total)
         # Tenants whose window has passed need no total any more.

@@ -358,11 +358,10 @@ def security_filters(
     if authz_http_port is not None:
         authz = [authz_http_filter()]
         clusters = [http_cluster(AUTHZ_CLUSTER, host, authz_http_port)]
-        global_rate_limit = False
     else:
         authz = [authz_filter()]
         clusters = [grpc_cluster(AUTHZ_CLUSTER, host, port)]
-    if global_rate_limit:
+    if global_rate_limit and authz_http_port is None:
         limits.append(global_rate_limit_filter())
         clusters = [*clusters, grpc_cluster(RLS_CLUSTER, host, port)]
     return authz, limits, list(clusters)

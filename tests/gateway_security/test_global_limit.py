@@ -4,7 +4,7 @@ shared through a real Redis, so several gateway replicas hold one budget per ten
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -66,7 +66,7 @@ async def test_the_sync_loop_outlives_an_unexpected_failure(shared_redis: Redis)
     real_add = rates.add_counts
     calls = 0
 
-    async def flaky(counts: dict[str, int]) -> list[int]:
+    async def flaky(counts: Sequence[tuple[str, int]]) -> list[int]:
         nonlocal calls
         calls += 1
         if calls == 1:
