@@ -103,16 +103,16 @@ def _response(status: int, headers: list[tuple[str, str]], body: bytes = b"") ->
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def _error(status: int, reason: str, message: str) -> bytes:
-    return _response(
-        status,
-        [("content-type", "text/plain; charset=utf-8"), ("x-embrec-error-reason", reason)],
-        message.encode(),
-    )
+def _refusal(
+    status: int, reason: str, message: str, extra: list[tuple[str, str]] | None = None
+) -> bytes:
+    """Any answer but 200: the reason in a header, the message as the body."""
+    headers = [("content-type", "text/plain; charset=utf-8"), ("x-embrec-error-reason", reason)]
+    return _response(status, headers + (extra or []), message.encode())
 
 
-_BAD_REQUEST = _error(400, "AUTHZ_BAD_REQUEST", "The authorization check could not be read.")
-_UNAVAILABLE = _error(503, "AUTHZ_UNAVAILABLE", "Authorization is unavailable; try again.")
+_BAD_REQUEST = _refusal(400, "AUTHZ_BAD_REQUEST", "The authorization check could not be read.")
+_UNAVAILABLE = _refusal(503, "AUTHZ_UNAVAILABLE", "Authorization is unavailable; try again.")
 
 
 def decision_response(decision: Decision) -> bytes:
@@ -123,21 +123,19 @@ def decision_response(decision: Decision) -> bytes:
         if removed:
             headers.append((REMOVE_HEADERS_HEADER, ",".join(removed)))
         return _response(200, headers)
-    headers = [
-        ("content-type", "text/plain; charset=utf-8"),
-        ("x-embrec-error-reason", decision.reason),
-    ]
-    if decision.http_status == 401:
-        headers.append(("www-authenticate", 'Bearer realm="embrec"'))
-    return _response(decision.http_status, headers, decision.message.encode())
+    challenge = [("www-authenticate", 'Bearer realm="embrec"')]
+    return _refusal(
+        decision.http_status,
+        decision.reason,
+        decision.message,
+        challenge if decision.http_status == 401 else None,
+    )
 
 
 def rate_limited_response(limit: int, wait: float, grpc: bool) -> bytes:
     """The answer for a request over its tenant's global limit (429)."""
     retry_after = max(1, math.ceil(wait))
     headers = [
-        ("content-type", "text/plain; charset=utf-8"),
-        ("x-embrec-error-reason", "RATE_LIMITED"),
         ("retry-after", str(retry_after)),
         ("x-ratelimit-limit", str(limit)),
         ("x-ratelimit-remaining", "0"),
@@ -146,7 +144,7 @@ def rate_limited_response(limit: int, wait: float, grpc: bool) -> bytes:
     if grpc:
         headers.append(("grpc-status", "8"))  # RESOURCE_EXHAUSTED, as the local limit says
     message = f"Over the plan's limit of {limit} requests per second; retry after {retry_after} s."
-    return _response(429, headers, message.encode())
+    return _refusal(429, "RATE_LIMITED", message, headers)
 
 
 class AuthzHttpServer:
